@@ -1,0 +1,1 @@
+"""The supplier gateway: shop API, order lifecycle, routing, supplier I/O and operations."""

@@ -1,0 +1,1 @@
+"""`gateway.yaml`: the typed model, its loader with every error at once, and its JSON Schema."""

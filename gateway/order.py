@@ -1,0 +1,238 @@
+"""The order and its attempts as values: statuses, reasons, and their stored and public forms.
+
+Transitions live in `lifecycle.py`; this module only says what an order is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from adapters.interface import Outcome
+from gateway.money import format_money
+
+
+class OrderStatus(StrEnum):
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+    @property
+    def final(self) -> bool:
+        return self is not OrderStatus.PROCESSING
+
+
+class Reason(StrEnum):
+    """Machine-readable reason beside the status (CONTRACT.md §1)."""
+
+    AWAITING_SUPPLIER = "awaiting_supplier"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    MANUAL_REVIEW = "manual_review"
+    ACCOUNT_INVALID = "account_invalid"
+    SUPPLIER_FAILED = "supplier_failed"
+    NO_SUPPLIER_AVAILABLE = "no_supplier_available"
+    RESOLVED_BY_OPERATOR = "resolved_by_operator"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One try of an order at one supplier, under its own upstream order id."""
+
+    supplier: str
+    sku: str
+    upstream_order_id: str
+    cost_cents: int
+    started_at: float
+    # Written as `unknown` before the request leaves: a crash mid-send must be reconciled.
+    outcome: Outcome = Outcome.UNKNOWN
+    code: str | None = None
+    message: str | None = None
+    duration_ms: int | None = None
+    supplier_order_id: str | None = None
+    delivered_cents: int | None = None
+    replied: bool = False  # the supplier answered the submit (or a query/callback settled it)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Incident:
+    """A report that contradicts a final state; kept for operators, never applied."""
+
+    at: float
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRequest:
+    """The shop's request, validated: what idempotency compares."""
+
+    order_id: str
+    product: str
+    account: str
+    quantity: int
+    notify_url: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Order:
+    uid: str
+    shop: str
+    request: OrderRequest
+    face_value_cents: int
+    created_at: float
+    updated_at: float
+    status: OrderStatus = OrderStatus.PROCESSING
+    reason: Reason | None = Reason.AWAITING_SUPPLIER
+    message: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+    incidents: tuple[Incident, ...] = ()
+    version: int = 0  # bumped on every save; stores refuse a save from a stale version
+
+    @property
+    def order_id(self) -> str:
+        return self.request.order_id
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def deciding_attempt(self) -> Attempt | None:
+        """The attempt whose supplier delivered (or last tried), shown as the order's supplier."""
+        for attempt in reversed(self.attempts):
+            if attempt.outcome in (Outcome.SUCCEEDED, Outcome.PARTIAL):
+                return attempt
+        return self.last_attempt
+
+
+def upstream_order_id(order_uid: str, attempt_number: int) -> str:
+    """`<order uid><2-digit attempt>` (protocols/README.md)."""
+    return f"{order_uid}{attempt_number:02d}"
+
+
+def order_uid_of(upstream_id: str) -> str:
+    return upstream_id[:-2]
+
+
+def iso_time(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def public_view(order: Order) -> dict[str, Any]:
+    """The order JSON of CONTRACT.md §1."""
+    request = order.request
+    deciding = order.deciding_attempt
+    delivered: int | None = None
+    if order.status is OrderStatus.SUCCEEDED:
+        delivered = order.face_value_cents * request.quantity
+    elif order.status is OrderStatus.PARTIAL and deciding is not None:
+        delivered = deciding.delivered_cents
+    return {
+        "order_id": request.order_id,
+        "product": request.product,
+        "account": request.account,
+        "quantity": request.quantity,
+        "status": order.status.value,
+        "reason": order.reason.value if order.reason is not None else None,
+        "message": order.message,
+        "supplier": deciding.supplier if deciding else None,
+        "supplier_order_id": deciding.supplier_order_id if deciding else None,
+        "cost": format_money(deciding.cost_cents) if deciding else None,
+        "delivered_value": format_money(delivered) if delivered is not None else None,
+        "created_at": iso_time(order.created_at),
+        "updated_at": iso_time(order.updated_at),
+        "attempts": [
+            {
+                "supplier": a.supplier,
+                "upstream_order_id": a.upstream_order_id,
+                "outcome": a.outcome.value,
+                "code": a.code,
+                "message": a.message,
+                "duration_ms": a.duration_ms,
+            }
+            for a in order.attempts
+        ],
+    }
+
+
+def to_document(order: Order) -> dict[str, Any]:
+    """The stored form: every field, plain JSON types, stable across versions of the code."""
+    r = order.request
+    return {
+        "uid": order.uid,
+        "shop": order.shop,
+        "order_id": r.order_id,
+        "product": r.product,
+        "account": r.account,
+        "quantity": r.quantity,
+        "notify_url": r.notify_url,
+        "face_value_cents": order.face_value_cents,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "status": order.status.value,
+        "reason": order.reason.value if order.reason else None,
+        "message": order.message,
+        "version": order.version,
+        "attempts": [
+            {
+                "supplier": a.supplier,
+                "sku": a.sku,
+                "upstream_order_id": a.upstream_order_id,
+                "cost_cents": a.cost_cents,
+                "started_at": a.started_at,
+                "outcome": a.outcome.value,
+                "code": a.code,
+                "message": a.message,
+                "duration_ms": a.duration_ms,
+                "supplier_order_id": a.supplier_order_id,
+                "delivered_cents": a.delivered_cents,
+                "replied": a.replied,
+            }
+            for a in order.attempts
+        ],
+        "incidents": [{"at": i.at, "kind": i.kind, "detail": i.detail} for i in order.incidents],
+    }
+
+
+def from_document(doc: Mapping[str, Any]) -> Order:
+    return Order(
+        uid=doc["uid"],
+        shop=doc["shop"],
+        request=OrderRequest(
+            order_id=doc["order_id"],
+            product=doc["product"],
+            account=doc["account"],
+            quantity=doc["quantity"],
+            notify_url=doc["notify_url"],
+        ),
+        face_value_cents=doc["face_value_cents"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        status=OrderStatus(doc["status"]),
+        reason=Reason(doc["reason"]) if doc["reason"] else None,
+        message=doc["message"],
+        version=doc["version"],
+        attempts=tuple(
+            Attempt(
+                supplier=a["supplier"],
+                sku=a["sku"],
+                upstream_order_id=a["upstream_order_id"],
+                cost_cents=a["cost_cents"],
+                started_at=a["started_at"],
+                outcome=Outcome(a["outcome"]),
+                code=a["code"],
+                message=a["message"],
+                duration_ms=a["duration_ms"],
+                supplier_order_id=a["supplier_order_id"],
+                delivered_cents=a["delivered_cents"],
+                replied=a["replied"],
+            )
+            for a in doc["attempts"]
+        ),
+        incidents=tuple(Incident(at=i["at"], kind=i["kind"], detail=i["detail"]) for i in doc["incidents"]),
+    )
+

@@ -1,0 +1,67 @@
+"""What every store backend promises: durable orders, idempotent creation, safe concurrent saves.
+
+Backends (memory, SQLite, Redis) implement this; nothing above the store knows which one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.order import Order, OrderStatus, Reason
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, corrupt): mapped at the backend's boundary."""
+
+
+class StaleOrder(StoreError):
+    """A save was based on a version of the order that is no longer the stored one."""
+
+    def __init__(self, uid: str, expected: int, found: int) -> None:
+        super().__init__(f"order {uid}: saved from version {expected}, store has {found}")
+        self.uid = uid
+
+
+class Store(Protocol):
+    async def create_order(self, order: Order) -> tuple[Order, bool]:
+        """Insert `order` unless (shop, order_id) exists; return the stored order and whether it is new.
+
+        Atomic: of any number of concurrent creates for one key exactly one returns True.
+        """
+        ...
+
+    async def save_order(self, order: Order) -> Order:
+        """Store `order` if the stored version is `order.version`; return it with the version bumped.
+
+        Raises `StaleOrder` otherwise. Durable when it returns.
+        """
+        ...
+
+    async def get_order(self, shop: str, order_id: str) -> Order | None: ...
+
+    async def get_order_by_uid(self, uid: str) -> Order | None: ...
+
+    async def list_orders(
+        self,
+        *,
+        status: OrderStatus | None = None,
+        reason: Reason | None = None,
+        limit: int = 100,
+    ) -> Sequence[Order]:
+        """Most recently updated first."""
+        ...
+
+    async def processing_orders(self, limit: int = 1000) -> Sequence[Order]:
+        """Orders not yet final, least recently updated first (for recovery and reconciliation)."""
+        ...
+
+    async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
+        """Remember `nonce` for `shop` until `expires_at`; False if it is already remembered."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `StoreError` unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
