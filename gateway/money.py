@@ -16,7 +16,7 @@ def parse_money(text: str) -> int:
     """`"49.30"` -> 4930. At most two decimals, no sign, no exponent, no grouping."""
     match = _DECIMAL.fullmatch(text)
     if match is None:
-        raise InvalidMoney(f"{text!r} is not a decimal amount like \"49.30\"")
+        raise InvalidMoney(f'{text!r} is not a decimal amount like "49.30"')
     whole, fraction = match.groups()
     return int(whole) * 100 + int((fraction or "0").ljust(2, "0"))
 

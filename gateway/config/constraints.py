@@ -7,6 +7,7 @@ the same rules in JSON Schema. One declaration, two readers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Any, get_args, get_origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +47,11 @@ class Doc:
     """Help text for operators: shown in the JSON Schema."""
 
     text: str
+
+
+def split_markers(hint: Any) -> tuple[Any, tuple[object, ...]]:
+    """`Annotated[float, Duration(), Range(0)]` -> `(float, (Duration(), Range(0)))`; no markers: `()`."""
+    if get_origin(hint) is Annotated:
+        base, *markers = get_args(hint)
+        return base, tuple(markers)
+    return hint, ()

@@ -63,7 +63,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AdminConfig:
     listen: Annotated[str, HOST_PORT, Doc("/metrics /healthz /readyz /admin/*")] = "127.0.0.1:9901"
-    token: Annotated[Secret, Doc("Bearer token for /admin/*; empty refuses everything")] = Secret("")
+    token: Annotated[Secret, Doc("Bearer token for /admin/*; empty refuses everything")] = Secret("")  # noqa: RUF009 (immutable)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +129,9 @@ class SimulateConfig:
     latency: Annotated[float, Duration(), Range(0), Doc("Delay before each reply")] = 0.05
     result_after: Annotated[float, Duration(), Range(0), Doc("Accept-to-final time")] = 0.2
     success_rate: Annotated[Rate, Doc("Share of accepted orders that succeed; the rest fail")] = 0.97
-    partial_rate: Annotated[Rate, Doc("Share of successes delivered only in part, where the protocol can")] = 0.0
+    partial_rate: Annotated[
+        Rate, Doc("Share of successes delivered only in part, where the protocol can")
+    ] = 0.0
     refuse_rate: Annotated[Rate, Doc("Share of submits refused before charging")] = 0.0
     hang_rate: Annotated[Rate, Doc("Share of submits never answered")] = 0.0
     hang_charges: Annotated[bool, Doc("Whether a hung submit still charges")] = True
@@ -188,5 +190,9 @@ class GatewayConfig:
     shops: Annotated[Mapping[Annotated[str, NAME], ShopConfig], Doc("Shops by id (X-Shop-Id)")] = field(
         default_factory=lambda: MappingProxyType({})
     )
-    suppliers: Mapping[Annotated[str, NAME], SupplierConfig] = field(default_factory=lambda: MappingProxyType({}))
-    products: Mapping[Annotated[str, PRODUCT_NAME], ProductConfig] = field(default_factory=lambda: MappingProxyType({}))
+    suppliers: Mapping[Annotated[str, NAME], SupplierConfig] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    products: Mapping[Annotated[str, PRODUCT_NAME], ProductConfig] = field(
+        default_factory=lambda: MappingProxyType({})
+    )

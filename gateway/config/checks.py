@@ -1,0 +1,174 @@
+"""Rules of `gateway.yaml` that span fields or sections: references, adapter settings, cross-field limits.
+
+Runs on the converted model and returns (key path, message) findings; it never raises or does I/O.
+Single-field rules (types, ranges, patterns) belong to the model's markers, not here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping, Set
+from fnmatch import fnmatchcase
+from typing import Final, TypeAlias
+from urllib.parse import urlsplit
+
+from adapters.interface import AdapterFactory, AdapterSettings, InvalidSettings
+from gateway.config.model import GatewayConfig, NotifyConfig, ProductConfig, ShopConfig, SupplierConfig
+
+KeyPath: TypeAlias = tuple[str | int, ...]
+"""Where a value sits in the YAML: map keys and field names as strings, list positions as ints."""
+
+Finding: TypeAlias = tuple[KeyPath, str]
+
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME: Final = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+
+
+def check_config(
+    config: GatewayConfig,
+    *,
+    supplier_names: Set[str] | None = None,
+    product_names: Set[str] | None = None,
+    adapters: Mapping[str, AdapterFactory] | None = None,
+) -> list[Finding]:
+    """Every cross-reference problem of `config`, in document order of sections.
+
+    `supplier_names` and `product_names` default to the config's own keys. The loader passes the
+    names the YAML declares instead, so an entry dropped for its own errors is not also reported
+    as missing wherever it is referenced. `adapters` defaults to the protocol registry.
+    """
+    if adapters is None:
+        # Imported on use: the registry pulls in every protocol module, which the model, the
+        # loader's conversion and the schema generator never need.
+        from adapters.registry import ADAPTERS
+
+        adapters = ADAPTERS
+    suppliers = set(config.suppliers) if supplier_names is None else supplier_names
+    products = set(config.products) if product_names is None else product_names
+    findings = list(_backoff_limits(config.notify))
+    for name, shop in config.shops.items():
+        findings.extend(_shop_products(name, shop, products))
+        findings.extend(_notify_hosts(name, shop))
+    for name, supplier in config.suppliers.items():
+        findings.extend(_adapter_settings(name, supplier, adapters))
+        findings.extend(_breaker_limits(name, supplier))
+        findings.extend(_simulator_host(name, supplier))
+    for name, product in config.products.items():
+        findings.extend(_offer_suppliers(name, product, suppliers))
+    return findings
+
+
+def _backoff_limits(notify: NotifyConfig) -> Iterator[Finding]:
+    if notify.backoff.max < notify.backoff.initial:
+        yield (
+            ("notify", "backoff", "max"),
+            f"must be at least backoff.initial ({_seconds(notify.backoff.initial)})",
+        )
+
+
+def _shop_products(name: str, shop: ShopConfig, products: Set[str]) -> Iterator[Finding]:
+    path: KeyPath = ("shops", name, "products")
+    if not shop.products:
+        yield path, "allows no product: the list of product patterns is empty"
+        return
+    if any(fnmatchcase(product, pattern) for pattern in shop.products for product in products):
+        return
+    yield path, "allows no product: none of its patterns matches a configured product"
+    for index, pattern in enumerate(shop.products):
+        yield (*path, index), f'"{pattern}" matches no product'
+
+
+def _notify_hosts(name: str, shop: ShopConfig) -> Iterator[Finding]:
+    for index, host in enumerate(shop.notify_hosts):
+        if not _is_bare_host(host):
+            yield (
+                ("shops", name, "notify_hosts", index),
+                f'"{host}" is not a bare host name or IP address such as shop.example.com or 127.0.0.1 '
+                "(no scheme, port, path or brackets)",
+            )
+
+
+def _is_bare_host(host: str) -> bool:
+    if _HOST_NAME.fullmatch(host):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _adapter_settings(
+    name: str, supplier: SupplierConfig, adapters: Mapping[str, AdapterFactory]
+) -> Iterator[Finding]:
+    factory = adapters.get(supplier.protocol)
+    if factory is None:
+        valid = ", ".join(sorted(adapters))
+        yield ("suppliers", name, "protocol"), f'unknown protocol "{supplier.protocol}"; valid: {valid}'
+        return
+    settings = AdapterSettings(
+        name=name,
+        base_url=supplier.base_url,
+        credentials={key: secret.reveal() for key, secret in supplier.credentials.items()},
+        codes=supplier.codes,
+    )
+    try:
+        factory(settings)
+    except InvalidSettings as error:
+        for key, message in error.problems:
+            # Adapters name keys relative to the supplier with dots: "credentials.app_secret".
+            yield ("suppliers", name, *(part for part in key.split(".") if part)), message
+
+
+def _breaker_limits(name: str, supplier: SupplierConfig) -> Iterator[Finding]:
+    breaker = supplier.breaker
+    if breaker.max_open_for < breaker.open_for:
+        yield (
+            ("suppliers", name, "breaker", "max_open_for"),
+            f"must be at least open_for ({_seconds(breaker.open_for)})",
+        )
+
+
+def _simulator_host(name: str, supplier: SupplierConfig) -> Iterator[Finding]:
+    if supplier.simulate is None:
+        return
+    try:
+        host = urlsplit(supplier.base_url).hostname
+    except ValueError:
+        host = None
+    if host is None or not _is_loopback(host):
+        yield (
+            ("suppliers", name, "simulate"),
+            f'the bundled simulator serves only on this machine: base_url host "{host or ""}" '
+            "must be localhost or a loopback address",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _offer_suppliers(name: str, product: ProductConfig, suppliers: Set[str]) -> Iterator[Finding]:
+    first_index: dict[str, int] = {}
+    for index, offer in enumerate(product.offers):
+        path: KeyPath = ("products", name, "offers", index, "supplier")
+        if offer.supplier not in suppliers:
+            defined = ", ".join(sorted(suppliers)) or "none"
+            yield path, f'unknown supplier "{offer.supplier}"; defined suppliers: {defined}'
+        if offer.supplier in first_index:
+            yield (
+                path,
+                f'supplier "{offer.supplier}" is already offered at offers[{first_index[offer.supplier]}]',
+            )
+        else:
+            first_index[offer.supplier] = index
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
