@@ -235,4 +235,3 @@ def from_document(doc: Mapping[str, Any]) -> Order:
         ),
         incidents=tuple(Incident(at=i["at"], kind=i["kind"], detail=i["detail"]) for i in doc["incidents"]),
     )
-

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from gateway.store.interface import StaleOrder, Store, StoreError
 
-__all__ = ["StaleOrder", "Store", "StoreError", "open_store", "STORE_SCHEMES"]
+__all__ = ["STORE_SCHEMES", "StaleOrder", "Store", "StoreError", "open_store"]
 
 STORE_SCHEMES = ("memory", "sqlite")
 
 
 class UnknownStore(ValueError):
     def __init__(self, url: str) -> None:
-        super().__init__(f"unknown store {url!r}; valid schemes: {', '.join(s + '://' for s in STORE_SCHEMES)}")
+        super().__init__(
+            f"unknown store {url!r}; valid schemes: {', '.join(s + '://' for s in STORE_SCHEMES)}"
+        )
 
 
 async def open_store(url: str) -> Store:

@@ -42,6 +42,10 @@ class Store(Protocol):
 
     async def get_order_by_uid(self, uid: str) -> Order | None: ...
 
+    async def get_order_by_upstream_id(self, upstream_order_id: str) -> Order | None:
+        """The order one of whose attempts carries `upstream_order_id` (a supplier's callback key)."""
+        ...
+
     async def list_orders(
         self,
         *,

@@ -1,0 +1,123 @@
+"""In-process store: orders and nonces in dicts, gone when the process exits.
+
+Relies on the event loop's single thread for atomicity, so it must never await mid-operation.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import replace
+
+from gateway.order import Order, OrderStatus, Reason, order_uid_of
+from gateway.store.interface import StaleOrder, StoreError
+
+
+def _recency(order: Order) -> tuple[float, str]:
+    return (order.updated_at, order.uid)
+
+
+class MemoryStore:
+    """The `Store` for tests, demos and single runs; keeps the frozen orders it is given, uncopied."""
+
+    __slots__ = ("_by_key", "_by_uid", "_closed", "_nonce_expiries", "_nonces", "_processing")
+
+    def __init__(self) -> None:
+        self._by_uid: dict[str, Order] = {}
+        self._by_key: dict[tuple[str, str], str] = {}
+        self._processing: set[str] = set()
+        self._nonces: dict[tuple[str, str], float] = {}
+        # Min-heap of (expires_at, key) so each claim purges what has expired without a full scan.
+        self._nonce_expiries: list[tuple[float, tuple[str, str]]] = []
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("memory store is closed")
+
+    async def create_order(self, order: Order) -> tuple[Order, bool]:
+        self._check_open()
+        key = (order.shop, order.order_id)
+        existing = self._by_key.get(key)
+        if existing is not None:
+            return self._by_uid[existing], False
+        if order.uid in self._by_uid:
+            raise StoreError(f"order uid {order.uid} already belongs to another order")
+        self._by_uid[order.uid] = order
+        self._by_key[key] = order.uid
+        if not order.status.final:
+            self._processing.add(order.uid)
+        return order, True
+
+    async def save_order(self, order: Order) -> Order:
+        self._check_open()
+        stored = self._by_uid.get(order.uid)
+        if stored is None:
+            raise StoreError(f"order {order.uid} was never created")
+        if stored.version != order.version:
+            raise StaleOrder(order.uid, order.version, stored.version)
+        saved = replace(order, version=order.version + 1)
+        self._by_uid[order.uid] = saved
+        if saved.status.final:
+            self._processing.discard(order.uid)
+        else:
+            self._processing.add(order.uid)
+        return saved
+
+    async def get_order(self, shop: str, order_id: str) -> Order | None:
+        self._check_open()
+        uid = self._by_key.get((shop, order_id))
+        return None if uid is None else self._by_uid[uid]
+
+    async def get_order_by_uid(self, uid: str) -> Order | None:
+        self._check_open()
+        return self._by_uid.get(uid)
+
+    async def get_order_by_upstream_id(self, upstream_order_id: str) -> Order | None:
+        self._check_open()
+        order = self._by_uid.get(order_uid_of(upstream_order_id))
+        if order is None or all(a.upstream_order_id != upstream_order_id for a in order.attempts):
+            return None
+        return order
+
+    async def list_orders(
+        self,
+        *,
+        status: OrderStatus | None = None,
+        reason: Reason | None = None,
+        limit: int = 100,
+    ) -> Sequence[Order]:
+        self._check_open()
+        matching = (
+            o
+            for o in self._by_uid.values()
+            if (status is None or o.status is status) and (reason is None or o.reason is reason)
+        )
+        return heapq.nlargest(max(limit, 0), matching, key=_recency)
+
+    async def processing_orders(self, limit: int = 1000) -> Sequence[Order]:
+        self._check_open()
+        waiting = (self._by_uid[uid] for uid in self._processing)
+        return heapq.nsmallest(max(limit, 0), waiting, key=_recency)
+
+    async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
+        self._check_open()
+        expiries = self._nonce_expiries
+        while expiries and expiries[0][0] <= now:
+            expired_at, old = heapq.heappop(expiries)
+            # A nonce claimed again after expiring has a newer entry; only its own one removes it.
+            if self._nonces.get(old) == expired_at:
+                del self._nonces[old]
+        key = (shop, nonce)
+        remembered_until = self._nonces.get(key)
+        if remembered_until is not None and remembered_until > now:
+            return False
+        self._nonces[key] = expires_at
+        heapq.heappush(expiries, (expires_at, key))
+        return True
+
+    async def ping(self) -> None:
+        self._check_open()
+
+    async def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,345 @@
+"""SQLite store: one thread owns the connection and commits everything queued as one transaction.
+
+The event loop never touches sqlite3 and never waits on a thread hop per statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
+from gateway.store.interface import StaleOrder, StoreError
+
+_T = TypeVar("_T")
+
+BUSY_TIMEOUT_SECONDS: Final = 5.0
+# Caps one transaction, so a flood of writes is still answered in steady slices.
+MAX_BATCH: Final = 512
+# Expired nonces are deleted at most this often (on the callers' clock) rather than on every claim.
+NONCE_PURGE_INTERVAL_SECONDS: Final = 60.0
+
+_BY_UID: Final = "SELECT document FROM orders WHERE uid = ?"
+_BY_KEY: Final = "SELECT document FROM orders WHERE shop = ? AND order_id = ?"
+
+_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///rel/path` (from the working directory) or `sqlite:////abs/path` as a file path."""
+    scheme, sep, rest = url.partition("://")
+    path = rest[1:]
+    if scheme != "sqlite" or not sep or not rest.startswith("/") or path in ("", "/"):
+        raise ValueError(
+            f"not a SQLite store URL: {url!r}; expected sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    return Path(path) if path.startswith("/") else Path.cwd() / path
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    work: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    writes: bool
+
+
+class SqliteStore:
+    """The durable `Store` of a single instance: one SQLite file in WAL mode, written in group commits.
+
+    Bound to the event loop that opened it.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_committed_batches",
+        "_loop",
+        "_nonce_purge_due",
+        "_path",
+        "_queue",
+        "_ready",
+        "_stopped",
+    )
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        """Prepare what the loop and the store's thread share; `open` starts the thread."""
+        self._path = path
+        self._loop = loop
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._ready: asyncio.Future[None] = loop.create_future()
+        self._stopped: asyncio.Future[None] = loop.create_future()
+        self._closed = False
+        # Written only by the store's thread.
+        self._committed_batches = 0
+        self._nonce_purge_due = float("-inf")
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating if needed) the database at `path`; `StoreError` if it cannot be used."""
+        store = cls(path, asyncio.get_running_loop())
+        # A daemon, so a process that never closes the store can still exit; WAL keeps every commit.
+        threading.Thread(target=store._serve, name=f"sqlite-store {path.name}", daemon=True).start()
+        try:
+            await asyncio.shield(store._ready)
+        except asyncio.CancelledError:
+            store._closed = True
+            store._queue.put(None)
+            raise
+        return store
+
+    @property
+    def committed_batches(self) -> int:
+        """Transactions committed so far; with the operation count, shows how well commits group."""
+        return self._committed_batches
+
+    async def create_order(self, order: Order) -> tuple[Order, bool]:
+        return await self._submit(lambda db: _insert_order(db, order), writes=True)
+
+    async def save_order(self, order: Order) -> Order:
+        return await self._submit(lambda db: _update_order(db, order), writes=True)
+
+    async def get_order(self, shop: str, order_id: str) -> Order | None:
+        return await self._submit(lambda db: _one(db, _BY_KEY, (shop, order_id)), writes=False)
+
+    async def get_order_by_uid(self, uid: str) -> Order | None:
+        return await self._submit(lambda db: _one(db, _BY_UID, (uid,)), writes=False)
+
+    async def get_order_by_upstream_id(self, upstream_order_id: str) -> Order | None:
+        return await self._submit(lambda db: _by_upstream_id(db, upstream_order_id), writes=False)
+
+    async def list_orders(
+        self,
+        *,
+        status: OrderStatus | None = None,
+        reason: Reason | None = None,
+        limit: int = 100,
+    ) -> Sequence[Order]:
+        sql = _list_query(by_status=status is not None, by_reason=reason is not None)
+        params = (*(f.value for f in (status, reason) if f is not None), max(limit, 0))
+        return await self._submit(lambda db: _all(db, sql, params), writes=False)
+
+    async def processing_orders(self, limit: int = 1000) -> Sequence[Order]:
+        sql = "SELECT document FROM orders WHERE status = ? ORDER BY updated_at, uid LIMIT ?"
+        params = (OrderStatus.PROCESSING.value, max(limit, 0))
+        return await self._submit(lambda db: _all(db, sql, params), writes=False)
+
+    async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
+        return await self._submit(lambda db: self._claim_nonce(db, shop, nonce, expires_at, now), writes=True)
+
+    async def ping(self) -> None:
+        await self._submit(lambda db: db.execute("SELECT 1").fetchone(), writes=False)
+
+    async def close(self) -> None:
+        """Finish everything already queued, then stop the thread and close the file."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        await asyncio.shield(self._stopped)
+
+    async def _submit(self, work: Callable[[sqlite3.Connection], _T], *, writes: bool) -> _T:
+        if self._closed:
+            raise StoreError(f"SQLite store {self._path} is closed")
+        future: asyncio.Future[_T] = self._loop.create_future()
+        self._queue.put(_Job(work, future, writes))
+        return await future
+
+    # Everything below runs on the store's thread.
+
+    def _serve(self) -> None:
+        try:
+            db = self._connect()
+        except Exception as exc:  # noqa: BLE001 -- whatever stops the open is the opener's to see
+            self._hand_back([(self._ready, None, _store_error(exc, f"cannot open {self._path}"))])
+            return
+        self._hand_back([(self._ready, None, None)])
+        try:
+            self._run_until_stopped(db)
+        finally:
+            db.close()
+            self._hand_back([(self._stopped, None, None)])
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        schema = resources.files("gateway.store").joinpath("sqlite.sql").read_text(encoding="utf-8")
+        # isolation_level=None: each batch opens its own transaction, the driver must not open others.
+        # timeout is SQLite's busy_timeout: how long to wait for another process's write lock.
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"journal mode is {mode!r}; the store needs WAL")
+            # Under WAL, NORMAL syncs at checkpoints rather than at each commit: a killed process
+            # loses no committed transaction; only an OS crash or power loss can lose the latest ones.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(schema)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _run_until_stopped(self, db: sqlite3.Connection) -> None:
+        while True:
+            batch: list[_Job] = []
+            job = self._queue.get()
+            while job is not None:
+                batch.append(job)
+                if len(batch) == MAX_BATCH:
+                    break
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._hand_back(self._run_batch(db, batch))
+            if job is None:
+                return
+
+    def _run_batch(self, db: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+        try:
+            # IMMEDIATE takes the write lock up front (waiting under busy_timeout) instead of
+            # failing mid-batch when a read transaction cannot be upgraded.
+            db.execute("BEGIN IMMEDIATE" if any(job.writes for job in batch) else "BEGIN")
+            outcomes = [_run_job(db, job) for job in batch]
+            db.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 -- the batch's callers get it; the thread must live on
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            return [(job.future, None, _store_error(exc, "transaction failed")) for job in batch]
+        self._committed_batches += 1
+        return outcomes
+
+    def _hand_back(self, outcomes: list[_Outcome]) -> None:
+        # One wake-up of the loop per batch, not per operation.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
+            self._loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _claim_nonce(
+        self, db: sqlite3.Connection, shop: str, nonce: str, expires_at: float, now: float
+    ) -> bool:
+        if now >= self._nonce_purge_due:
+            db.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
+            self._nonce_purge_due = now + NONCE_PURGE_INTERVAL_SECONDS
+        cursor = db.execute(
+            "INSERT INTO nonces (shop, nonce, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (shop, nonce) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE nonces.expires_at <= ?",
+            (shop, nonce, expires_at, now),
+        )
+        return cursor.rowcount == 1
+
+
+def _run_job(db: sqlite3.Connection, job: _Job) -> _Outcome:
+    # A savepoint per job: a failing job undoes only its own writes, the rest of the batch commits.
+    db.execute("SAVEPOINT job")
+    try:
+        result = job.work(db)
+    except Exception as exc:  # the failure is its caller's alone
+        if not db.in_transaction:
+            # SQLite rolled back the whole transaction itself (disk full, I/O error): no job stands.
+            raise
+        db.execute("ROLLBACK TO job")
+        db.execute("RELEASE job")
+        return (job.future, None, _store_error(exc, "failed") if isinstance(exc, sqlite3.Error) else exc)
+    db.execute("RELEASE job")
+    return (job.future, result, None)
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for future, result, error in outcomes:
+        if future.done():  # its caller was cancelled; the work itself may still have committed
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _store_error(exc: BaseException, doing: str) -> StoreError:
+    error = StoreError(f"SQLite store: {doing}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
+    cursor = db.execute(
+        "INSERT INTO orders (uid, shop, order_id, status, reason, updated_at, version, document)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
+        (
+            order.uid,
+            order.shop,
+            order.order_id,
+            order.status.value,
+            order.reason.value if order.reason else None,
+            order.updated_at,
+            order.version,
+            orjson.dumps(to_document(order)),
+        ),
+    )
+    if cursor.rowcount == 1:
+        return order, True
+    stored = _one(db, _BY_KEY, (order.shop, order.order_id))
+    if stored is None:
+        raise StoreError(f"order {order.shop}/{order.order_id} neither inserted nor found")
+    return stored, False
+
+
+def _update_order(db: sqlite3.Connection, order: Order) -> Order:
+    saved = replace(order, version=order.version + 1)
+    cursor = db.execute(
+        "UPDATE orders SET status = ?, reason = ?, updated_at = ?, version = ?, document = ?"
+        " WHERE uid = ? AND version = ?",
+        (
+            saved.status.value,
+            saved.reason.value if saved.reason else None,
+            saved.updated_at,
+            saved.version,
+            orjson.dumps(to_document(saved)),
+            order.uid,
+            order.version,
+        ),
+    )
+    if cursor.rowcount == 1:
+        return saved
+    row = db.execute("SELECT version FROM orders WHERE uid = ?", (order.uid,)).fetchone()
+    if row is None:
+        raise StoreError(f"order {order.uid} was never created")
+    raise StaleOrder(order.uid, order.version, row[0])
+
+
+def _by_upstream_id(db: sqlite3.Connection, upstream_order_id: str) -> Order | None:
+    order = _one(db, _BY_UID, (order_uid_of(upstream_order_id),))
+    if order is None or all(a.upstream_order_id != upstream_order_id for a in order.attempts):
+        return None
+    return order
+
+
+def _list_query(*, by_status: bool, by_reason: bool) -> str:
+    if by_status and by_reason:
+        return (
+            "SELECT document FROM orders WHERE status = ? AND reason = ?"
+            " ORDER BY updated_at DESC, uid DESC LIMIT ?"
+        )
+    if by_status:
+        return "SELECT document FROM orders WHERE status = ? ORDER BY updated_at DESC, uid DESC LIMIT ?"
+    if by_reason:
+        return "SELECT document FROM orders WHERE reason = ? ORDER BY updated_at DESC, uid DESC LIMIT ?"
+    return "SELECT document FROM orders ORDER BY updated_at DESC, uid DESC LIMIT ?"
+
+
+def _one(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> Order | None:
+    row = db.execute(sql, params).fetchone()
+    return None if row is None else from_document(orjson.loads(row[0]))
+
+
+def _all(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Order]:
+    return [from_document(orjson.loads(row[0])) for row in db.execute(sql, params)]

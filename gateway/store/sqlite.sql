@@ -1,0 +1,28 @@
+-- Orders are kept as their to_document() JSON; the columns beside it exist only to find them.
+BEGIN IMMEDIATE;
+
+CREATE TABLE IF NOT EXISTS orders (
+    uid        TEXT PRIMARY KEY,
+    shop       TEXT NOT NULL,
+    order_id   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    reason     TEXT,
+    updated_at REAL NOT NULL,
+    version    INTEGER NOT NULL,
+    document   BLOB NOT NULL,
+    UNIQUE (shop, order_id)
+);
+-- uid ends every index so equal timestamps still list in one stable order.
+CREATE INDEX IF NOT EXISTS orders_by_update ON orders (updated_at, uid);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, updated_at, uid);
+CREATE INDEX IF NOT EXISTS orders_by_reason ON orders (reason, updated_at, uid);
+
+CREATE TABLE IF NOT EXISTS nonces (
+    shop       TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (shop, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
+
+COMMIT;

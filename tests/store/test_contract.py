@@ -1,0 +1,282 @@
+"""The `Store` contract, run against every backend: what the order lifecycle relies on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from adapters.interface import Outcome
+from gateway.order import OrderStatus, Reason
+from gateway.store import StaleOrder, Store, StoreError, open_store
+from tests.store.samples import T0, a_full_order, an_attempt, an_order
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'orders.db'}"
+    opened = await open_store(url)
+    yield opened
+    await opened.close()
+
+
+# creation and idempotency
+
+
+async def test_create_stores_a_new_order(store: Store) -> None:
+    order = an_order()
+
+    assert await store.create_order(order) == (order, True)
+
+    assert await store.get_order(order.shop, order.order_id) == order
+    assert await store.get_order_by_uid(order.uid) == order
+
+
+async def test_create_of_a_known_key_returns_the_stored_order(store: Store) -> None:
+    first = an_order("GW1", order_id="o-1")
+    await store.create_order(first)
+
+    stored, created = await store.create_order(an_order("GW2", order_id="o-1", updated_at=T0 + 5))
+
+    assert (stored, created) == (first, False)
+    assert await store.get_order_by_uid("GW2") is None
+
+
+async def test_same_order_id_at_another_shop_is_another_order(store: Store) -> None:
+    await store.create_order(an_order("GW1", shop="shop-a", order_id="o-1"))
+
+    _, created = await store.create_order(an_order("GW2", shop="shop-b", order_id="o-1"))
+
+    assert created
+
+
+async def test_of_20_concurrent_creates_exactly_one_creates(store: Store) -> None:
+    candidates = [an_order(f"GW{i:02d}", order_id="o-race") for i in range(20)]
+
+    results = await asyncio.gather(*(store.create_order(o) for o in candidates))
+
+    winners = [order for order, created in results if created]
+    assert len(winners) == 1
+    assert all(order == winners[0] for order, _ in results)
+    assert await store.get_order("shop-a", "o-race") == winners[0]
+
+
+async def test_create_reusing_a_uid_for_another_key_fails(store: Store) -> None:
+    await store.create_order(an_order("GW1", order_id="o-1"))
+
+    with pytest.raises(StoreError):
+        await store.create_order(an_order("GW1", order_id="o-2"))
+    assert await store.get_order("shop-a", "o-2") is None
+
+
+# compare-and-set saves
+
+
+async def test_save_bumps_the_version(store: Store) -> None:
+    order, _ = await store.create_order(an_order())
+
+    saved = await store.save_order(replace(order, updated_at=T0 + 1, message="sent"))
+
+    assert saved == replace(order, updated_at=T0 + 1, message="sent", version=order.version + 1)
+    assert await store.get_order_by_uid(order.uid) == saved
+    assert (await store.save_order(saved)).version == order.version + 2
+
+
+async def test_save_from_a_stale_version_raises_and_changes_nothing(store: Store) -> None:
+    order, _ = await store.create_order(an_order())
+    saved = await store.save_order(replace(order, message="first"))
+
+    with pytest.raises(StaleOrder) as raised:
+        await store.save_order(replace(order, message="second"))
+
+    assert raised.value.uid == order.uid
+    assert await store.get_order_by_uid(order.uid) == saved
+
+
+async def test_of_concurrent_saves_from_one_version_exactly_one_lands(store: Store) -> None:
+    order, _ = await store.create_order(an_order())
+
+    results = await asyncio.gather(
+        *(store.save_order(replace(order, message=f"writer {i}")) for i in range(10)),
+        return_exceptions=True,
+    )
+
+    landed = [r for r in results if not isinstance(r, BaseException)]
+    assert len(landed) == 1
+    assert all(isinstance(r, StaleOrder) for r in results if r not in landed)
+    assert await store.get_order_by_uid(order.uid) == landed[0]
+
+
+async def test_save_of_an_order_never_created_fails(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.save_order(an_order())
+
+
+async def test_every_field_round_trips(store: Store) -> None:
+    order = a_full_order()
+
+    await store.create_order(order)
+    assert await store.get_order_by_uid(order.uid) == order
+
+    saved = await store.save_order(replace(order, updated_at=T0 + 50, status=OrderStatus.SUCCEEDED))
+    assert await store.get_order_by_uid(order.uid) == saved
+    assert await store.get_order(order.shop, order.order_id) == saved
+
+
+# lookups
+
+
+async def test_lookup_by_upstream_id_needs_a_matching_attempt(store: Store) -> None:
+    order = an_order("GW77", attempts=(an_attempt("GW77", 1), an_attempt("GW77", 2)))
+    await store.create_order(order)
+
+    assert await store.get_order_by_upstream_id("GW7701") == order
+    assert await store.get_order_by_upstream_id("GW7702") == order
+    assert await store.get_order_by_upstream_id("GW7703") is None  # the uid exists, the attempt does not
+    assert await store.get_order_by_upstream_id("GW7801") is None
+    assert await store.get_order_by_upstream_id("01") is None
+    assert await store.get_order_by_upstream_id("") is None
+
+
+async def test_lookups_of_unknown_orders_return_none(store: Store) -> None:
+    await store.create_order(an_order("GW1", order_id="o-1"))
+
+    assert await store.get_order("shop-a", "o-2") is None
+    assert await store.get_order("shop-b", "o-1") is None
+    assert await store.get_order_by_uid("GW2") is None
+
+
+# listings
+
+
+async def test_list_orders_newest_first_filtered_and_limited(store: Store) -> None:
+    specs = [
+        ("GW1", T0 + 1, OrderStatus.SUCCEEDED, None),
+        ("GW2", T0 + 4, OrderStatus.PROCESSING, Reason.AWAITING_SUPPLIER),
+        ("GW3", T0 + 3, OrderStatus.FAILED, Reason.SUPPLIER_FAILED),
+        ("GW4", T0 + 2, OrderStatus.PROCESSING, Reason.OUTCOME_UNKNOWN),
+        ("GW5", T0 + 5, OrderStatus.FAILED, Reason.ACCOUNT_INVALID),
+        ("GW6", T0 + 0, OrderStatus.PROCESSING, Reason.AWAITING_SUPPLIER),
+    ]
+    for uid, updated_at, status, reason in specs:
+        await store.create_order(an_order(uid, updated_at=updated_at, status=status, reason=reason))
+
+    async def uids(
+        status: OrderStatus | None = None, reason: Reason | None = None, limit: int = 100
+    ) -> list[str]:
+        return [o.uid for o in await store.list_orders(status=status, reason=reason, limit=limit)]
+
+    assert await uids() == ["GW5", "GW2", "GW3", "GW4", "GW1", "GW6"]
+    assert await uids(limit=2) == ["GW5", "GW2"]
+    assert await uids(limit=0) == []
+    assert await uids(status=OrderStatus.PROCESSING) == ["GW2", "GW4", "GW6"]
+    assert await uids(status=OrderStatus.FAILED) == ["GW5", "GW3"]
+    assert await uids(reason=Reason.AWAITING_SUPPLIER) == ["GW2", "GW6"]
+    assert await uids(status=OrderStatus.FAILED, reason=Reason.SUPPLIER_FAILED) == ["GW3"]
+    assert await uids(status=OrderStatus.SUCCEEDED, reason=Reason.SUPPLIER_FAILED) == []
+    assert await uids(status=OrderStatus.PROCESSING, limit=1) == ["GW2"]
+
+
+async def test_list_orders_follows_saves(store: Store) -> None:
+    old, _ = await store.create_order(an_order("GW1", updated_at=T0))
+    await store.create_order(an_order("GW2", updated_at=T0 + 1))
+
+    await store.save_order(replace(old, updated_at=T0 + 2, status=OrderStatus.SUCCEEDED, reason=None))
+
+    assert [o.uid for o in await store.list_orders()] == ["GW1", "GW2"]
+    assert [o.uid for o in await store.list_orders(status=OrderStatus.PROCESSING)] == ["GW2"]
+
+
+async def test_equal_update_times_list_in_uid_order(store: Store) -> None:
+    for uid in ("GW2", "GW3", "GW1"):
+        await store.create_order(an_order(uid, updated_at=T0))
+
+    assert [o.uid for o in await store.list_orders()] == ["GW3", "GW2", "GW1"]
+    assert [o.uid for o in await store.processing_orders()] == ["GW1", "GW2", "GW3"]
+
+
+async def test_processing_orders_oldest_first_and_final_ones_leave(store: Store) -> None:
+    stored = {}
+    for uid, updated_at in (("GW1", T0 + 3), ("GW2", T0 + 1), ("GW3", T0 + 2), ("GW4", T0)):
+        stored[uid], _ = await store.create_order(an_order(uid, updated_at=updated_at))
+    await store.create_order(an_order("GW5", status=OrderStatus.SUCCEEDED, reason=None))
+
+    assert [o.uid for o in await store.processing_orders()] == ["GW4", "GW2", "GW3", "GW1"]
+    assert [o.uid for o in await store.processing_orders(limit=2)] == ["GW4", "GW2"]
+
+    await store.save_order(replace(stored["GW4"], updated_at=T0 + 9, status=OrderStatus.FAILED))
+    await store.save_order(replace(stored["GW2"], updated_at=T0 + 8, reason=Reason.OUTCOME_UNKNOWN))
+
+    assert [o.uid for o in await store.processing_orders()] == ["GW3", "GW1", "GW2"]
+
+
+# nonces
+
+
+async def test_a_nonce_is_claimed_once_per_shop(store: Store) -> None:
+    assert await store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0)
+    assert not await store.claim_nonce("shop-a", "n1", expires_at=T0 + 400, now=T0 + 1)
+    assert await store.claim_nonce("shop-b", "n1", expires_at=T0 + 300, now=T0 + 1)
+    assert await store.claim_nonce("shop-a", "n2", expires_at=T0 + 300, now=T0 + 1)
+
+
+async def test_an_expired_nonce_can_be_claimed_again(store: Store) -> None:
+    await store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0)
+
+    assert not await store.claim_nonce("shop-a", "n1", expires_at=T0 + 599, now=T0 + 299.9)
+    assert await store.claim_nonce("shop-a", "n1", expires_at=T0 + 600, now=T0 + 300)
+    assert not await store.claim_nonce("shop-a", "n1", expires_at=T0 + 900, now=T0 + 599)
+
+
+async def test_concurrent_claims_of_one_nonce_admit_one(store: Store) -> None:
+    claims = await asyncio.gather(
+        *(store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0) for _ in range(10))
+    )
+
+    assert sorted(claims) == [False] * 9 + [True]
+
+
+# lifecycle
+
+
+async def test_ping_answers(store: Store) -> None:
+    await store.ping()
+
+
+def _operations(store: Store) -> list[Callable[[], Awaitable[object]]]:
+    order = an_order()
+    return [
+        lambda: store.create_order(order),
+        lambda: store.save_order(order),
+        lambda: store.get_order(order.shop, order.order_id),
+        lambda: store.get_order_by_uid(order.uid),
+        lambda: store.get_order_by_upstream_id(order.uid + "01"),
+        store.list_orders,
+        store.processing_orders,
+        lambda: store.claim_nonce("shop-a", "n1", expires_at=T0 + 1, now=T0),
+        store.ping,
+    ]
+
+
+async def test_a_closed_store_refuses_every_operation(store: Store) -> None:
+    await store.create_order(an_order())
+    await store.close()
+
+    for operation in _operations(store):
+        with pytest.raises(StoreError):
+            await operation()
+    await store.close()  # closing twice is harmless
+
+
+async def test_outcome_of_each_attempt_survives(store: Store) -> None:
+    attempts = tuple(an_attempt("GW9", n, outcome=outcome) for n, outcome in enumerate(Outcome, start=1))
+    order = an_order("GW9", attempts=attempts)
+    await store.create_order(order)
+
+    stored = await store.get_order_by_uid("GW9")
+
+    assert stored is not None
+    assert [a.outcome for a in stored.attempts] == list(Outcome)

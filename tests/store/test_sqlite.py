@@ -1,0 +1,264 @@
+"""What only the SQLite store promises: durability across restarts, group commit, a free event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.order import OrderStatus, Reason
+from gateway.store import StaleOrder, StoreError, open_store
+from gateway.store.sqlite import SqliteStore, sqlite_path
+from tests.store.samples import T0, a_full_order, an_order
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "orders.db"
+
+
+@pytest.fixture
+async def store(path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(path)
+    yield opened
+    await opened.close()
+
+
+@contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock until the block ends."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("COMMIT")
+
+
+def count_rows(path: Path, table: str) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 -- fixed names
+    return int(count)
+
+
+async def test_orders_and_nonces_survive_close_and_reopen(path: Path) -> None:
+    store = await SqliteStore.open(path)
+    order, _ = await store.create_order(a_full_order())
+    saved = await store.save_order(replace(order, status=OrderStatus.SUCCEEDED, reason=None))
+    await store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0)
+    await store.close()
+
+    reopened = await SqliteStore.open(path)
+    try:
+        assert await reopened.get_order_by_uid(order.uid) == saved
+        assert await reopened.get_order(order.shop, order.order_id) == saved
+        assert not await reopened.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0 + 1)
+        with pytest.raises(StaleOrder):
+            await reopened.save_order(order)
+    finally:
+        await reopened.close()
+
+
+KILLED_WRITER = """
+import asyncio, os, signal, sys
+from dataclasses import replace
+from pathlib import Path
+from gateway.store.sqlite import SqliteStore
+from tests.store.samples import an_order
+
+async def main():
+    store = await SqliteStore.open(Path(sys.argv[1]))
+    order, _ = await store.create_order(an_order("GW1"))
+    await store.save_order(replace(order, message="saved before the kill"))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_save_that_returned_survives_kill_9(path: Path) -> None:
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILLED_WRITER,
+        str(path),
+        cwd=Path(__file__).parents[2],
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await writer.communicate()
+    assert writer.returncode == -signal.SIGKILL, stderr.decode()
+
+    store = await SqliteStore.open(path)
+    try:
+        order = await store.get_order_by_uid("GW1")
+    finally:
+        await store.close()
+    assert order is not None
+    assert (order.message, order.version) == ("saved before the kill", 1)
+
+
+async def test_the_file_is_in_wal_mode(store: SqliteStore, path: Path) -> None:
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_concurrent_saves_share_transactions(store: SqliteStore) -> None:
+    created = await asyncio.gather(*(store.create_order(an_order(f"GW{i:04d}")) for i in range(1000)))
+    before = store.committed_batches
+
+    saved = await asyncio.gather(*(store.save_order(replace(o, message="sent")) for o, _ in created))
+
+    assert all(s.version == 1 for s in saved)
+    batches = store.committed_batches - before
+    assert 1 <= batches < len(saved) // 10
+
+
+async def test_a_failing_operation_fails_alone_in_its_batch(store: SqliteStore, path: Path) -> None:
+    stale, _ = await store.create_order(an_order("GW1"))
+    await store.save_order(stale)
+    fresh, _ = await store.create_order(an_order("GW2"))
+    before = store.committed_batches
+
+    with write_lock(path):
+        # The store's thread now waits for the lock with its first job, so the rest queue up behind it.
+        first = asyncio.ensure_future(store.claim_nonce("shop-a", "n0", expires_at=T0 + 60, now=T0))
+        await asyncio.sleep(0.02)
+        rest = asyncio.gather(
+            store.save_order(replace(stale, message="lost")),
+            store.save_order(replace(fresh, message="kept")),
+            store.create_order(an_order("GW1", order_id="o-uid-reused")),
+            store.create_order(an_order("GW3")),
+            store.claim_nonce("shop-a", "n1", expires_at=T0 + 60, now=T0),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)
+    results = await rest
+
+    assert await first
+    assert isinstance(results[0], StaleOrder)
+    assert results[1] == replace(fresh, message="kept", version=1)
+    assert isinstance(results[2], StoreError)
+    assert isinstance(results[2].__cause__, sqlite3.IntegrityError)
+    assert results[3] == (an_order("GW3"), True)
+    assert results[4] is True
+    assert store.committed_batches - before <= 2
+    await store.close()
+    assert count_rows(path, "orders") == 3
+    assert count_rows(path, "nonces") == 2
+
+
+async def test_the_loop_runs_while_500_creates_wait_for_the_disk(store: SqliteStore, path: Path) -> None:
+    with write_lock(path):
+        creates = asyncio.gather(*(store.create_order(an_order(f"GW{i:04d}")) for i in range(500)))
+        ticks = 0
+        while ticks < 1000:
+            ticks += 1
+            await asyncio.sleep(0)
+        # A store that blocked the loop would only get here after busy_timeout, with the creates failed.
+        assert not creates.done()
+    results = await creates
+
+    assert [created for _, created in results] == [True] * 500
+
+
+async def test_close_finishes_queued_work_first(path: Path) -> None:
+    store = await SqliteStore.open(path)
+    pending = [asyncio.ensure_future(store.create_order(an_order(f"GW{i:02d}"))) for i in range(50)]
+    await asyncio.sleep(0)
+
+    await store.close()
+
+    assert all(task.result()[1] for task in pending)
+    assert count_rows(path, "orders") == 50
+
+
+async def test_expired_nonces_are_purged(store: SqliteStore, path: Path) -> None:
+    for i in range(100):
+        await store.claim_nonce("shop-a", f"n{i}", expires_at=T0 + 10, now=T0)
+    assert count_rows(path, "nonces") == 100
+
+    await store.claim_nonce("shop-a", "later", expires_at=T0 + 400, now=T0 + 100)
+
+    assert count_rows(path, "nonces") == 1
+
+
+async def test_indexed_columns_follow_the_document(store: SqliteStore, path: Path) -> None:
+    order, _ = await store.create_order(an_order("GW1", updated_at=T0))
+    await store.save_order(
+        replace(order, status=OrderStatus.FAILED, reason=Reason.SUPPLIER_FAILED, updated_at=T0 + 1)
+    )
+
+    with closing(sqlite3.connect(path)) as db:
+        row = db.execute(
+            "SELECT uid, shop, order_id, status, reason, updated_at, version FROM orders"
+        ).fetchone()
+    assert row == ("GW1", "shop-a", "o-GW1", "failed", "supplier_failed", T0 + 1, 1)
+
+
+async def test_open_creates_missing_directories(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "var" / "lib" / "orders.db")
+    await store.ping()
+    await store.close()
+
+    assert (tmp_path / "var" / "lib" / "orders.db").is_file()
+
+
+@pytest.mark.parametrize("kind", ["parent_is_a_file", "path_is_a_directory", "corrupt_file"])
+async def test_an_unusable_path_fails_to_open_with_store_error(tmp_path: Path, kind: str) -> None:
+    match kind:
+        case "parent_is_a_file":
+            (tmp_path / "taken").write_text("not a directory")
+            path = tmp_path / "taken" / "orders.db"
+        case "path_is_a_directory":
+            path = tmp_path / "orders.db"
+            path.mkdir()
+        case _:
+            path = tmp_path / "orders.db"
+            path.write_bytes(b"this is not a SQLite database\n" * 200)
+
+    with pytest.raises(StoreError):
+        await SqliteStore.open(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+async def test_a_read_only_directory_fails_to_open_with_store_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(StoreError):
+            await SqliteStore.open(locked / "orders.db")
+    finally:
+        locked.chmod(0o700)
+
+
+async def test_open_store_reads_paths_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    store = await open_store("sqlite:///var/gateway.db")
+    await store.close()
+
+    assert isinstance(store, SqliteStore)
+    assert (tmp_path / "var" / "gateway.db").is_file()
+
+
+def test_sqlite_path_reads_relative_and_absolute_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert sqlite_path("sqlite:///var/gateway.db") == tmp_path / "var" / "gateway.db"
+    assert sqlite_path("sqlite:////srv/gateway/orders.db") == Path("/srv/gateway/orders.db")
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:////", "sqlite:/x.db", "memory:///x.db"])
+def test_sqlite_path_refuses_urls_without_a_file(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite:///relative/path"):
+        sqlite_path(url)
