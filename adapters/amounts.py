@@ -1,0 +1,21 @@
+"""Supplier money strings to integer cents, the one parse every protocol shares.
+
+Pure and strict: a value it cannot read exactly is a `ValueError`, never a rounded guess.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Suppliers pad prices ("49.3000") or send JSON numbers; only zeros may follow the cents.
+_AMOUNT: Final = re.compile(r"(0|[1-9]\d{0,11})(?:\.(\d{1,2})0*)?")
+
+
+def parse_cents(value: str | int | float) -> int:
+    """`"49.30"`, `"49.3"`, `49.3` or `"49.3000"` -> 4930; no sign, no exponent, at most cents."""
+    text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, bool) or (match := _AMOUNT.fullmatch(text)) is None:
+        raise ValueError(f'{value!r} is not an amount like "49.30"')
+    whole, fraction = match.groups()
+    return int(whole) * 100 + int((fraction or "0").ljust(2, "0"))

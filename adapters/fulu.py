@@ -1,0 +1,334 @@
+"""The fulu protocol (protocols/fulu.md): one JSON endpoint, character-sorted MD5 signatures.
+
+Pure: builds requests and classifies replies and callbacks; no sockets, no clock reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
+
+from adapters.amounts import parse_cents
+from adapters.codes import CodeTable
+from adapters.excerpt import excerpt
+from adapters.interface import (
+    AccountKind,
+    AdapterSettings,
+    BadSignature,
+    Charge,
+    HttpReply,
+    HttpRequest,
+    HttpResponse,
+    InboundCallback,
+    InvalidSettings,
+    MalformedMessage,
+    SupplierReply,
+    Verdict,
+)
+
+PATH: Final = "/api/getway"
+MOBILE_SUBMIT: Final = "fulu.order.mobile.add"
+DIRECT_SUBMIT: Final = "fulu.order.direct.add"
+QUERY: Final = "fulu.order.info.get"
+CHINA_OFFSET_SECONDS: Final = 8 * 3600
+
+SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
+    {
+        "1001": Verdict.NOT_EXECUTED,
+        "1002": Verdict.NOT_EXECUTED,
+        "2001": Verdict.NOT_EXECUTED,
+        "3001": Verdict.NOT_EXECUTED,
+        "3002": Verdict.NOT_EXECUTED,
+        "3003": Verdict.NOT_EXECUTED,
+        "3004": Verdict.NOT_EXECUTED,
+        "3005": Verdict.NOT_EXECUTED,
+        "3006": Verdict.UNKNOWN,
+        "3007": Verdict.UNKNOWN,
+        "3008": Verdict.NOT_EXECUTED,
+        "4001": Verdict.ACCOUNT_INVALID,
+        "5000": Verdict.UNKNOWN,
+    }
+)
+"""Submit reply codes (fulu.md); anything unlisted is unknown."""
+
+QUERY_CODES: Final[Mapping[str, Verdict]] = MappingProxyType({"3006": Verdict.NOT_FOUND})
+"""Query reply codes. A refused query (bad signature, bad parameter) says nothing about the
+order, so the submit table's "not executed" codes must not leak in here: they stay unknown."""
+
+ORDER_STATES: Final[Mapping[str, Verdict]] = MappingProxyType(
+    {
+        "success": Verdict.SUCCEEDED,
+        "processing": Verdict.PROCESSING,
+        "untreated": Verdict.PROCESSING,
+        "failed": Verdict.FAILED,
+    }
+)
+"""`order_state` of replies and `order_status` of callbacks."""
+
+_ENVELOPE: Final[Mapping[str, str]] = MappingProxyType(
+    {"version": "2.0", "format": "json", "charset": "utf-8", "sign_type": "md5", "app_auth_token": ""}
+)
+_HEADERS: Final[Mapping[str, str]] = MappingProxyType({"Content-Type": "application/json; charset=utf-8"})
+_ACK: Final = HttpResponse(status=200, content_type="text/plain", body=b"success")
+# Python's encoder never escapes "/", and ensure_ascii=False keeps non-ASCII as is: fulu.md's form.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def compact_json(value: object) -> str:
+    """The serialization fulu signs: compact, non-ASCII and `/` unescaped."""
+    return _ENCODER.encode(value)
+
+
+def sign_text(text: str, secret: str) -> str:
+    """MD5 of the code-point-sorted characters of `text` followed by `secret`, lower hex."""
+    # For ASCII text, byte order is code-point order, and sorting ints beats sorting 1-char strings.
+    ordered = bytes(sorted(text.encode())) if text.isascii() else "".join(sorted(text)).encode()
+    return hashlib.md5(ordered + secret.encode(), usedforsecurity=False).hexdigest()
+
+
+def sign(params: Mapping[str, Any], secret: str) -> str:
+    """The signature of a request or callback: `params` without its `sign` field, per fulu.md."""
+    return sign_text(compact_json({key: value for key, value in params.items() if key != "sign"}), secret)
+
+
+def china_time(timestamp: float) -> str:
+    """Unix seconds as fulu's `YYYY-MM-DD HH:MM:SS` in China time (UTC+8, no daylight saving)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp + CHINA_OFFSET_SECONDS))
+
+
+class _Unreadable(Exception):
+    """A reply whose bytes do not form fulu's envelope; becomes an `unknown` verdict."""
+
+
+class FuluAdapter:
+    """fulu for one supplier: everything that does not depend on the order is computed here once.
+
+    `charge_value` of a mobile order is the face value times the quantity, in whole yuan: fulu's
+    mobile method has no quantity field. A direct order needs a numeric sku (fulu's `product_id`);
+    `build_submit` raises `ValueError` for any other, since only the offer, not the supplier
+    settings, shows it.
+    """
+
+    protocol: ClassVar[str] = "fulu"
+    credential_keys: ClassVar[tuple[str, ...]] = ("app_key", "app_secret")
+    max_query_batch: ClassVar[int] = 1
+
+    __slots__ = ("_envelope", "_query_codes", "_secret", "_submit_codes", "_url")
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        problems: list[tuple[str, str]] = []
+        for key in self.credential_keys:
+            value = settings.credentials.get(key)
+            if value is None:
+                problems.append((f"credentials.{key}", "missing"))
+            elif not value:
+                problems.append((f"credentials.{key}", "empty"))
+        parts = urlsplit(settings.base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            problems.append(("base_url", "must be an http:// or https:// URL without query or fragment"))
+        if problems:
+            raise InvalidSettings(problems)
+        self._secret = settings.credentials["app_secret"]
+        self._url = settings.base_url.rstrip("/") + PATH
+        self._envelope: Mapping[str, str] = {"app_key": settings.credentials["app_key"], **_ENVELOPE}
+        self._submit_codes = CodeTable(SUBMIT_CODES, settings.codes)
+        self._query_codes = CodeTable(QUERY_CODES, settings.codes)
+
+    def build_submit(self, charge: Charge) -> HttpRequest:
+        if charge.account_kind is AccountKind.MOBILE_CN:
+            yuan, cents = divmod(charge.face_value_cents * charge.quantity, 100)
+            if cents:
+                raise ValueError(f"fulu mobile top-ups take whole yuan, not {charge.face_value_cents} cents")
+            biz: dict[str, object] = {
+                "charge_phone": charge.account,
+                "charge_value": yuan,
+                "customer_order_no": charge.upstream_order_id,
+            }
+            return self._request(MOBILE_SUBMIT, biz, charge.timestamp)
+        if not (charge.sku.isascii() and charge.sku.isdigit()):
+            raise ValueError(
+                f"fulu direct products need a numeric sku (fulu's product_id), not {charge.sku!r}"
+            )
+        biz = {
+            "product_id": int(charge.sku),
+            "customer_order_no": charge.upstream_order_id,
+            "charge_account": charge.account,
+            "buy_num": charge.quantity,
+        }
+        return self._request(DIRECT_SUBMIT, biz, charge.timestamp)
+
+    def parse_submit(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
+        if reply.status == 429:
+            return SupplierReply(
+                upstream_order_id=upstream_order_id,
+                verdict=Verdict.THROTTLED,
+                code="429",
+                message="HTTP 429: throttled by the supplier",
+                retry_after_seconds=_retry_after(reply.headers),
+            )
+        return self._classify(upstream_order_id, reply, self._submit_codes)
+
+    def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
+        (upstream_order_id,) = _one(upstream_order_ids)
+        return self._request(QUERY, {"customer_order_no": upstream_order_id}, timestamp)
+
+    def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
+        (upstream_order_id,) = _one(upstream_order_ids)
+        if reply.status == 429:
+            # Throttling stops this query, not the order: it stays unknown until a later one answers.
+            answer = SupplierReply(
+                upstream_order_id=upstream_order_id,
+                verdict=Verdict.UNKNOWN,
+                code="429",
+                message="HTTP 429: query throttled by the supplier",
+                retry_after_seconds=_retry_after(reply.headers),
+            )
+        else:
+            answer = self._classify(upstream_order_id, reply, self._query_codes)
+        return {upstream_order_id: answer}
+
+    def parse_callback(self, callback: InboundCallback) -> SupplierReply:
+        try:
+            fields = json.loads(callback.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise MalformedMessage(f"callback is not UTF-8 JSON: {excerpt(callback.body)}") from error
+        if not isinstance(fields, dict):
+            raise MalformedMessage(f"callback is not a JSON object: {excerpt(callback.body)}")
+        signature = fields.get("sign")
+        if not isinstance(signature, str):
+            raise MalformedMessage("callback has no sign")
+        if not hmac.compare_digest(sign(fields, self._secret), signature.lower()):
+            raise BadSignature("callback signature does not verify")
+        upstream_order_id = fields.get("customer_order_no")
+        status = fields.get("order_status")
+        if not isinstance(upstream_order_id, str) or not upstream_order_id or not isinstance(status, str):
+            raise MalformedMessage("callback lacks customer_order_no or order_status")
+        price = fields.get("price")
+        try:
+            cost_cents = None if price is None else parse_cents(price)
+        except ValueError as error:
+            raise MalformedMessage(f"callback price {price!r} is not an amount") from error
+        return SupplierReply(
+            upstream_order_id=upstream_order_id,
+            verdict=ORDER_STATES.get(status, Verdict.UNKNOWN),
+            message=_text(fields.get("recharge_description")),
+            supplier_order_id=_text(fields.get("order_id")),
+            cost_cents=cost_cents,
+        )
+
+    def acknowledge(self) -> HttpResponse:
+        return _ACK
+
+    def _request(self, method: str, biz: Mapping[str, object], timestamp: float) -> HttpRequest:
+        params = {
+            **self._envelope,
+            "method": method,
+            "timestamp": china_time(timestamp),
+            "biz_content": compact_json(biz),
+        }
+        text = compact_json(params)
+        # The signed text is the body without `sign`: splice it in instead of serializing twice.
+        body = f'{text[:-1]},"sign":"{sign_text(text, self._secret)}"}}'
+        return HttpRequest(method="POST", url=self._url, headers=_HEADERS, body=body.encode())
+
+    def _classify(self, upstream_order_id: str, reply: HttpReply, codes: CodeTable) -> SupplierReply:
+        if reply.status >= 500:
+            return _unknown(upstream_order_id, f"HTTP {reply.status}: {excerpt(reply.body)}")
+        try:
+            code, message, result, signature = _envelope(reply.body)
+        except _Unreadable as problem:
+            return _unknown(upstream_order_id, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
+        if code != "0":
+            return SupplierReply(
+                upstream_order_id=upstream_order_id, verdict=codes.verdict(code), code=code, message=message
+            )
+        if signature is None or not hmac.compare_digest(sign_text(result, self._secret), signature.lower()):
+            # The supplier may have charged: a reply we cannot trust is unknown, never "not executed".
+            return _unknown(
+                upstream_order_id, f"reply signature does not verify: {excerpt(reply.body)}", code
+            )
+        try:
+            order = json.loads(result)
+        except (ValueError, RecursionError):
+            order = None
+        if not isinstance(order, dict) or not isinstance(state := order.get("order_state"), str):
+            return _unknown(upstream_order_id, f"result has no order_state: {excerpt(reply.body)}", code)
+        echoed = order.get("customer_order_no")
+        if echoed is not None and echoed != upstream_order_id:
+            return _unknown(upstream_order_id, f"reply is about order {echoed!r}", code)
+        return SupplierReply(
+            upstream_order_id=upstream_order_id,
+            verdict=ORDER_STATES.get(state, Verdict.UNKNOWN),
+            code=code,
+            message=message,
+            supplier_order_id=_text(order.get("order_id")),
+            cost_cents=_cents(order.get("order_price")),
+        )
+
+
+def _envelope(body: bytes) -> tuple[str, str | None, str, str | None]:
+    """`code`, `message`, `result` and `sign` of a reply body, or `_Unreadable`."""
+    try:
+        reply = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise _Unreadable("not UTF-8") from error
+    except (ValueError, RecursionError) as error:
+        raise _Unreadable("not JSON") from error
+    if not isinstance(reply, dict):
+        raise _Unreadable("not a JSON object")
+    code = reply.get("code")
+    if isinstance(code, str) and code.lstrip("-").isdigit():
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise _Unreadable("no integer code")
+    result = reply.get("result", "")
+    signature = reply.get("sign")
+    if not isinstance(result, str) or not (signature is None or isinstance(signature, str)):
+        raise _Unreadable("result or sign is not a string")
+    return str(code), _text(reply.get("message")), result, signature
+
+
+def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> SupplierReply:
+    return SupplierReply(
+        upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
+    )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in its seconds form; the HTTP-date form would need a clock, so it is ignored."""
+    value = headers.get("Retry-After")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _cents(value: object) -> int | None:
+    """An optional price; a price we cannot read must not spoil an otherwise clear answer."""
+    if not isinstance(value, str | int | float):
+        return None
+    try:
+        return parse_cents(value)
+    except ValueError:
+        return None
+
+
+def _one(upstream_order_ids: Sequence[str]) -> tuple[str]:
+    if len(upstream_order_ids) != 1:
+        raise ValueError(f"fulu queries one order at a time, not {len(upstream_order_ids)}")
+    return (upstream_order_ids[0],)

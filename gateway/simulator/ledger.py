@@ -1,0 +1,115 @@
+"""A simulated supplier's book of orders: what it was asked to charge and what became of it.
+
+Owns the records and the questions tests ask of them; it decides nothing and speaks no protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+
+class ChargeState(StrEnum):
+    NOT_CHARGED = "not_charged"  # refused, or hung without charging: the supplier has no such order
+    CHARGING = "charging"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in {ChargeState.SUCCEEDED, ChargeState.PARTIAL, ChargeState.FAILED}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerEntry:
+    """One upstream order id as the supplier saw it, as of the last change."""
+
+    upstream_order_id: str
+    account: str
+    sku: str | None
+    face_value_cents: int | None  # per unit; None when the protocol and catalogue do not tell
+    quantity: int
+    cost_cents: int | None
+    supplier_order_id: str
+    charged: bool
+    state: ChargeState
+    submissions: int = 1  # more than one: the id was reused and refused as a duplicate
+    notify_url: str | None = None  # carried in the request, for protocols that do
+    delivered_cents: int | None = None
+    accepted_at: float  # monotonic
+    finished_at: float | None = None  # wall clock: callbacks and queries report it
+    callbacks_sent: int = 0  # HTTP attempts, retries included
+    callbacks_acknowledged: int = 0
+
+    @property
+    def delivers(self) -> bool:
+        """Whether this entry puts value on the account: charged and not (yet) failed."""
+        return self.charged and self.state is not ChargeState.FAILED
+
+
+class Ledger:
+    """Entries by upstream order id, in the order they were first submitted."""
+
+    __slots__ = ("_changed", "_entries")
+
+    def __init__(self) -> None:
+        self._entries: dict[str, LedgerEntry] = {}
+        self._changed = asyncio.Event()
+
+    def get(self, upstream_order_id: str) -> LedgerEntry | None:
+        return self._entries.get(upstream_order_id)
+
+    def __getitem__(self, upstream_order_id: str) -> LedgerEntry:
+        return self._entries[upstream_order_id]
+
+    def __contains__(self, upstream_order_id: object) -> bool:
+        return upstream_order_id in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self) -> list[LedgerEntry]:
+        """Everything submitted with a valid signature, refusals included."""
+        return list(self._entries.values())
+
+    def charges(self) -> list[LedgerEntry]:
+        """Entries the supplier executed (whatever their result)."""
+        return [entry for entry in self._entries.values() if entry.charged]
+
+    def charges_for(self, account: str) -> list[LedgerEntry]:
+        return [entry for entry in self._entries.values() if entry.charged and entry.account == account]
+
+    def duplicates(self) -> list[LedgerEntry]:
+        """Entries whose id was submitted more than once."""
+        return [entry for entry in self._entries.values() if entry.submissions > 1]
+
+    def charged_once(self, account: str) -> bool:
+        """Exactly one charge on `account` that succeeded, partly succeeded or is still charging."""
+        return sum(entry.delivers for entry in self.charges_for(account)) == 1
+
+    def add(self, entry: LedgerEntry) -> LedgerEntry:
+        if entry.upstream_order_id in self._entries:
+            raise KeyError(f"{entry.upstream_order_id!r} is already in the ledger")
+        self._entries[entry.upstream_order_id] = entry
+        self._notify()
+        return entry
+
+    def update(self, upstream_order_id: str, **changes: Any) -> LedgerEntry:
+        entry = replace(self._entries[upstream_order_id], **changes)
+        self._entries[upstream_order_id] = entry
+        self._notify()
+        return entry
+
+    async def wait_for(self, predicate: Callable[[Ledger], bool]) -> None:
+        """Until `predicate(ledger)` holds; bound it with `asyncio.timeout`."""
+        while not predicate(self):
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        # A fresh event per change: every waiter wakes once and re-checks its own predicate.
+        self._changed.set()
+        self._changed = asyncio.Event()

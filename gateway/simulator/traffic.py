@@ -1,0 +1,50 @@
+"""What reached a simulated supplier and when: the record rate-limit tests assert on.
+
+Owns the log and the window arithmetic; it refuses nothing itself.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Operation(StrEnum):
+    SUBMIT = "submit"
+    QUERY = "query"
+    OTHER = "other"  # unreadable, unsigned or unknown requests
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedRequest:
+    at: float  # monotonic seconds
+    operation: Operation
+
+
+class RequestLog:
+    """Every request received, in arrival order (so `at` never decreases).
+
+    Keeps the latest `capacity` only, so a long demo run does not grow without bound.
+    """
+
+    __slots__ = ("_requests",)
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self._requests: deque[LoggedRequest] = deque(maxlen=capacity)
+
+    def record(self, at: float, operation: Operation) -> None:
+        self._requests.append(LoggedRequest(at=at, operation=operation))
+
+    def requests(self, operation: Operation | None = None) -> list[LoggedRequest]:
+        return [r for r in self._requests if operation is None or r.operation is operation]
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def max_in_window(self, seconds: float = 1.0, operation: Operation | None = None) -> int:
+        """The most requests that fell in any half-open window `[t, t + seconds)`."""
+        times = [r.at for r in self.requests(operation)]
+        # The busiest window can always be slid right until it starts at a request.
+        return max((bisect_left(times, start + seconds) - i for i, start in enumerate(times)), default=0)

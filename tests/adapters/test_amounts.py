@@ -1,0 +1,32 @@
+"""parse_cents: supplier money strings and numbers to exact cents, or a ValueError."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.amounts import parse_cents
+
+
+@pytest.mark.parametrize(
+    ("value", "cents"),
+    [
+        ("49.30", 4930),
+        ("49.3", 4930),
+        ("49.3000", 4930),
+        ("50", 5000),
+        ("0.01", 1),
+        ("0", 0),
+        (49.25, 4925),
+        (50, 5000),
+    ],
+)
+def test_amounts(value: str | int | float, cents: int) -> None:
+    assert parse_cents(value) == cents
+
+
+@pytest.mark.parametrize(
+    "value", ["", "-1", "1e3", "49.301", "049.30", "49,30", " 49.30", "forty", True, 0.1 + 0.2]
+)
+def test_not_amounts(value: str | int | float) -> None:
+    with pytest.raises(ValueError, match="not an amount"):
+        parse_cents(value)

@@ -1,0 +1,320 @@
+"""FuluAdapter against fulu.md: the test vector byte for byte, and every fixture reply and callback."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters import fulu
+from adapters.excerpt import excerpt
+from adapters.fulu import FuluAdapter, sign
+from adapters.interface import (
+    AccountKind,
+    AdapterSettings,
+    BadSignature,
+    Charge,
+    HttpReply,
+    HttpResponse,
+    InboundCallback,
+    InvalidSettings,
+    MalformedMessage,
+    Verdict,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "fulu"
+CASES: Mapping[str, Any] = tomllib.loads((FIXTURES / "cases.toml").read_text(encoding="utf-8"))
+ORDER_ID: str = CASES["upstream_order_id"]
+CREDENTIALS = {"app_key": "demo-app-key", "app_secret": "demo-app-secret"}
+VECTOR_TIME = 1_795_312_800.0  # 2026-11-22 10:00:00 in China
+VECTOR_BIZ = (
+    '{"charge_phone":"13800138000","charge_value":50,"customer_order_no":"G01J8Z3Q7K2M4N6P8R0T2V4X6Z01"}'
+)
+VECTOR_SIGN = "bb92097082085d74ab291205bb5d1456"
+RAISES = {"BadSignature": BadSignature, "MalformedMessage": MalformedMessage}
+
+
+def adapter(codes: Mapping[str, Verdict] | None = None) -> FuluAdapter:
+    return FuluAdapter(
+        AdapterSettings(
+            name="fulu", base_url="http://127.0.0.1:9101/", credentials=CREDENTIALS, codes=codes or {}
+        )
+    )
+
+
+def charge(**changes: Any) -> Charge:
+    fields: dict[str, Any] = {
+        "upstream_order_id": ORDER_ID,
+        "sku": "18221081",
+        "account": "13800138000",
+        "account_kind": AccountKind.MOBILE_CN,
+        "face_value_cents": 5000,
+        "quantity": 1,
+        "max_cost_cents": 4930,
+        "callback_url": "http://127.0.0.1:8080/callbacks/fulu",
+        "timestamp": VECTOR_TIME,
+    }
+    return Charge(**(fields | changes))
+
+
+def load(name: str) -> tuple[str, dict[str, str], bytes]:
+    """A fixture file: a raw HTTP message with `\\n` line ends, its body exactly the rest."""
+    head, _, body = (FIXTURES / name).read_bytes().partition(b"\n\n")
+    first, *lines = head.decode().split("\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return first, headers, body
+
+
+def as_reply(name: str) -> HttpReply:
+    status_line, headers, body = load(name)
+    return HttpReply(status=int(status_line.split()[1]), headers=headers, body=body)
+
+
+def check(reply: Any, case: Mapping[str, Any], body: bytes) -> None:
+    assert reply.upstream_order_id == ORDER_ID
+    assert reply.verdict is Verdict(case["verdict"])
+    for key in ("code", "supplier_order_id", "cost_cents", "retry_after_seconds"):
+        assert getattr(reply, key) == case.get(key), key
+    if "message" in case:
+        assert reply.message == case["message"]
+    if case.get("quotes_body"):
+        assert excerpt(body) in reply.message
+
+
+# The test vector (fulu.md)
+
+
+def test_vector_submit_reproduces_biz_content_and_sign_byte_for_byte() -> None:
+    request = adapter().build_submit(charge())
+    params = json.loads(request.body)
+    assert params["biz_content"] == VECTOR_BIZ
+    assert params["sign"] == VECTOR_SIGN
+    assert params["timestamp"] == "2026-11-22 10:00:00"
+    assert params["method"] == "fulu.order.mobile.add"
+    assert sign(params, "demo-app-secret") == VECTOR_SIGN
+    # The body is exactly the signed compact JSON with `sign` appended.
+    assert request.body.decode() == fulu.compact_json(params)
+
+
+def test_vector_sign_function_over_the_documented_parameters() -> None:
+    params = {
+        "app_key": "demo-app-key",
+        "method": "fulu.order.mobile.add",
+        "timestamp": "2026-11-22 10:00:00",
+        "version": "2.0",
+        "format": "json",
+        "charset": "utf-8",
+        "sign_type": "md5",
+        "app_auth_token": "",
+        "biz_content": VECTOR_BIZ,
+    }
+    assert sign(params, "demo-app-secret") == VECTOR_SIGN
+    assert sign({**params, "sign": "ignored"}, "demo-app-secret") == VECTOR_SIGN
+    # Key order does not matter: the characters are sorted.
+    assert sign(dict(reversed(params.items())), "demo-app-secret") == VECTOR_SIGN
+
+
+def test_signing_leaves_slash_and_non_ascii_unescaped() -> None:
+    assert fulu.compact_json({"d": "充值/成功"}) == '{"d":"充值/成功"}'
+    assert sign({"d": "充值/成功"}, "s") == fulu.sign_text('{"d":"充值/成功"}', "s")
+
+
+def test_submit_request_envelope() -> None:
+    request = adapter().build_submit(charge())
+    assert request.method == "POST"
+    assert request.url == "http://127.0.0.1:9101/api/getway"
+    assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    params = json.loads(request.body)
+    assert {key: params[key] for key in ("app_key", "version", "format", "charset", "sign_type")} == {
+        "app_key": "demo-app-key",
+        "version": "2.0",
+        "format": "json",
+        "charset": "utf-8",
+        "sign_type": "md5",
+    }
+    assert params["app_auth_token"] == ""
+
+
+def test_timestamp_is_china_time_whatever_the_fraction() -> None:
+    params = json.loads(adapter().build_submit(charge(timestamp=VECTOR_TIME + 0.999)).body)
+    assert params["timestamp"] == "2026-11-22 10:00:00"
+    params = json.loads(adapter().build_submit(charge(timestamp=VECTOR_TIME + 14 * 3600)).body)
+    assert params["timestamp"] == "2026-11-23 00:00:00"
+
+
+def test_mobile_quantity_multiplies_the_charge_value() -> None:
+    params = json.loads(adapter().build_submit(charge(quantity=2)).body)
+    assert json.loads(params["biz_content"])["charge_value"] == 100
+
+
+def test_mobile_face_value_must_be_whole_yuan() -> None:
+    with pytest.raises(ValueError, match="whole yuan"):
+        adapter().build_submit(charge(face_value_cents=4950))
+
+
+@pytest.mark.parametrize("kind", [AccountKind.QQ, AccountKind.GAME, AccountKind.ANY])
+def test_direct_submit_for_other_account_kinds(kind: AccountKind) -> None:
+    request = adapter().build_submit(charge(account_kind=kind, account="123456789", quantity=3))
+    params = json.loads(request.body)
+    assert params["method"] == "fulu.order.direct.add"
+    assert json.loads(params["biz_content"]) == {
+        "product_id": 18221081,
+        "customer_order_no": ORDER_ID,
+        "charge_account": "123456789",
+        "buy_num": 3,
+    }
+    assert sign(params, "demo-app-secret") == params["sign"]
+
+
+@pytest.mark.parametrize("sku", ["QB-10", "", "１２３", "12 3"])
+def test_direct_submit_needs_a_numeric_sku(sku: str) -> None:
+    with pytest.raises(ValueError, match="numeric sku"):
+        adapter().build_submit(charge(account_kind=AccountKind.QQ, sku=sku))
+
+
+def test_query_request() -> None:
+    request = adapter().build_query([ORDER_ID], VECTOR_TIME)
+    params = json.loads(request.body)
+    assert request.url == "http://127.0.0.1:9101/api/getway"
+    assert params["method"] == "fulu.order.info.get"
+    assert json.loads(params["biz_content"]) == {"customer_order_no": ORDER_ID}
+    assert sign(params, "demo-app-secret") == params["sign"]
+
+
+@pytest.mark.parametrize("ids", [[], [ORDER_ID, ORDER_ID + "2"]])
+def test_query_takes_exactly_one_id(ids: list[str]) -> None:
+    with pytest.raises(ValueError, match="one order at a time"):
+        adapter().build_query(ids, VECTOR_TIME)
+
+
+# Settings
+
+
+def test_settings_problems_are_all_listed() -> None:
+    with pytest.raises(InvalidSettings) as raised:
+        FuluAdapter(AdapterSettings(name="fulu", base_url="ftp://x", credentials={"app_key": ""}))
+    assert raised.value.problems == (
+        ("credentials.app_key", "empty"),
+        ("credentials.app_secret", "missing"),
+        ("base_url", "must be an http:// or https:// URL without query or fragment"),
+    )
+
+
+@pytest.mark.parametrize("base_url", ["", "127.0.0.1:9101", "http://", "http://h/?a=1", "http://h/#f"])
+def test_bad_base_urls(base_url: str) -> None:
+    with pytest.raises(InvalidSettings, match="base_url"):
+        FuluAdapter(AdapterSettings(name="fulu", base_url=base_url, credentials=CREDENTIALS))
+
+
+def test_class_contract() -> None:
+    assert FuluAdapter.protocol == "fulu"
+    assert FuluAdapter.credential_keys == ("app_key", "app_secret")
+    assert FuluAdapter.max_query_batch == 1
+
+
+# Fixtures
+
+
+def test_every_fixture_has_a_case_and_every_case_a_fixture() -> None:
+    named = {name for section in ("submit", "query", "callback") for name in CASES[section]}
+    assert named == {path.name for path in FIXTURES.glob("*.http")}
+
+
+@pytest.mark.parametrize("name", sorted(CASES["submit"]))
+def test_submit_fixture(name: str) -> None:
+    reply = as_reply(name)
+    check(adapter().parse_submit(ORDER_ID, reply), CASES["submit"][name], reply.body)
+
+
+@pytest.mark.parametrize("name", sorted(CASES["query"]))
+def test_query_fixture(name: str) -> None:
+    reply = as_reply(name)
+    answers = adapter().parse_query([ORDER_ID], reply)
+    assert list(answers) == [ORDER_ID]
+    check(answers[ORDER_ID], CASES["query"][name], reply.body)
+
+
+@pytest.mark.parametrize("name", sorted(CASES["callback"]))
+def test_callback_fixture(name: str) -> None:
+    request_line, headers, body = load(name)
+    method, _path, _version = request_line.split()
+    callback = InboundCallback(method=method, query={}, content_type=headers["Content-Type"], body=body)
+    case = CASES["callback"][name]
+    if "raises" in case:
+        with pytest.raises(RAISES[case["raises"]]):
+            adapter().parse_callback(callback)
+    else:
+        check(adapter().parse_callback(callback), case, body)
+
+
+def test_query_throttling_leaves_the_order_unknown() -> None:
+    answer = adapter().parse_query([ORDER_ID], as_reply("http-429-retry-after.http"))[ORDER_ID]
+    assert answer.verdict is Verdict.UNKNOWN
+    assert answer.retry_after_seconds == 3.0
+
+
+def test_query_of_garbage_is_unknown() -> None:
+    answer = adapter().parse_query([ORDER_ID], as_reply("html-error-page.http"))[ORDER_ID]
+    assert answer.verdict is Verdict.UNKNOWN
+
+
+def test_wrong_secret_makes_a_good_reply_unknown() -> None:
+    other = FuluAdapter(
+        AdapterSettings(name="fulu", base_url="http://h", credentials={**CREDENTIALS, "app_secret": "other"})
+    )
+    assert other.parse_submit(ORDER_ID, as_reply("submit-success.http")).verdict is Verdict.UNKNOWN
+
+
+# Code table
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [
+        ("1001", Verdict.NOT_EXECUTED),
+        ("1002", Verdict.NOT_EXECUTED),
+        ("2001", Verdict.NOT_EXECUTED),
+        ("3001", Verdict.NOT_EXECUTED),
+        ("3002", Verdict.NOT_EXECUTED),
+        ("3003", Verdict.NOT_EXECUTED),
+        ("3004", Verdict.NOT_EXECUTED),
+        ("3005", Verdict.NOT_EXECUTED),
+        ("3006", Verdict.UNKNOWN),
+        ("3007", Verdict.UNKNOWN),
+        ("3008", Verdict.NOT_EXECUTED),
+        ("4001", Verdict.ACCOUNT_INVALID),
+        ("5000", Verdict.UNKNOWN),
+        ("-1", Verdict.UNKNOWN),
+        ("42", Verdict.UNKNOWN),
+    ],
+)
+def test_default_submit_codes(code: str, verdict: Verdict) -> None:
+    assert adapter().parse_submit(ORDER_ID, refusal(int(code))).verdict is verdict
+
+
+@pytest.mark.parametrize(("code", "verdict"), [("3006", Verdict.NOT_FOUND), ("3004", Verdict.UNKNOWN)])
+def test_default_query_codes(code: str, verdict: Verdict) -> None:
+    assert adapter().parse_query([ORDER_ID], refusal(int(code)))[ORDER_ID].verdict is verdict
+
+
+def test_codes_from_settings_override_the_defaults() -> None:
+    overridden = adapter(
+        {"3006": Verdict.NOT_EXECUTED, "6123": Verdict.NOT_EXECUTED, "3004": Verdict.UNKNOWN}
+    )
+    assert overridden.parse_submit(ORDER_ID, refusal(6123)).verdict is Verdict.NOT_EXECUTED
+    assert overridden.parse_submit(ORDER_ID, refusal(3004)).verdict is Verdict.UNKNOWN
+    assert overridden.parse_query([ORDER_ID], refusal(3006))[ORDER_ID].verdict is Verdict.NOT_EXECUTED
+    assert adapter().parse_submit(ORDER_ID, refusal(6123)).verdict is Verdict.UNKNOWN
+
+
+def refusal(code: int) -> HttpReply:
+    body = fulu.compact_json({"code": code, "message": "x", "result": "", "sign": ""}).encode()
+    return HttpReply(status=200, headers={}, body=body)
+
+
+def test_acknowledge() -> None:
+    assert adapter().acknowledge() == HttpResponse(status=200, content_type="text/plain", body=b"success")

@@ -1,0 +1,95 @@
+"""The simulator's ledger and request log on their own: no sockets, no protocol."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.simulator import ChargeState, Ledger, LedgerEntry, Operation, RequestLog
+
+
+def entry(upstream_order_id: str, account: str = "13800138000", **changes: object) -> LedgerEntry:
+    fields: dict[str, object] = {
+        "upstream_order_id": upstream_order_id,
+        "account": account,
+        "sku": None,
+        "face_value_cents": 5000,
+        "quantity": 1,
+        "cost_cents": 4930,
+        "supplier_order_id": "F1",
+        "charged": True,
+        "state": ChargeState.CHARGING,
+        "accepted_at": 0.0,
+    }
+    return LedgerEntry(**(fields | changes))  # type: ignore[arg-type]
+
+
+def test_charged_once_counts_what_puts_value_on_the_account() -> None:
+    ledger = Ledger()
+    ledger.add(entry("A", state=ChargeState.FAILED))
+    ledger.add(entry("B", charged=False, state=ChargeState.NOT_CHARGED))
+    assert not ledger.charged_once("13800138000")
+    ledger.add(entry("C"))
+    assert ledger.charged_once("13800138000")
+    ledger.add(entry("D", state=ChargeState.SUCCEEDED))
+    assert not ledger.charged_once("13800138000")
+    assert [e.upstream_order_id for e in ledger.charges()] == ["A", "C", "D"]
+    assert [e.upstream_order_id for e in ledger.entries()] == ["A", "B", "C", "D"]
+    assert ledger.charges_for("other") == []
+
+
+def test_an_id_is_added_once() -> None:
+    ledger = Ledger()
+    ledger.add(entry("A"))
+    with pytest.raises(KeyError):
+        ledger.add(entry("A"))
+
+
+async def test_wait_for_wakes_on_the_change_that_satisfies_it() -> None:
+    ledger = Ledger()
+    ledger.add(entry("A"))
+
+    async def finish() -> None:
+        await asyncio.sleep(0)
+        ledger.update("A", submissions=2)
+        await asyncio.sleep(0)
+        ledger.update("A", state=ChargeState.SUCCEEDED)
+
+    task = asyncio.create_task(finish())
+    async with asyncio.timeout(1):
+        await ledger.wait_for(lambda book: book["A"].state.final)
+    await task
+    assert ledger["A"].submissions == 2
+
+
+@pytest.mark.parametrize(
+    ("times", "seconds", "most"),
+    [
+        ([], 1.0, 0),
+        ([0.0], 1.0, 1),
+        ([0.0, 0.5, 0.99, 1.0, 1.2], 1.0, 4),
+        ([0.0, 1.0, 2.0, 3.0], 1.0, 1),
+        ([0.0, 0.1, 0.2, 5.0, 5.0, 5.0, 5.9, 6.0], 1.0, 4),
+        ([0.0, 0.1, 0.2, 5.0], 0.15, 2),
+    ],
+)
+def test_max_in_window(times: list[float], seconds: float, most: int) -> None:
+    log = RequestLog()
+    for at in times:
+        log.record(at, Operation.SUBMIT)
+    assert log.max_in_window(seconds) == most
+
+
+def test_max_in_window_per_operation_and_capacity() -> None:
+    log = RequestLog(capacity=3)
+    for at, operation in [
+        (0.0, Operation.SUBMIT),
+        (0.1, Operation.QUERY),
+        (0.2, Operation.SUBMIT),
+        (0.3, Operation.QUERY),
+    ]:
+        log.record(at, operation)
+    assert len(log) == 3
+    assert log.max_in_window(1.0, Operation.QUERY) == 2
+    assert log.max_in_window(1.0, Operation.SUBMIT) == 1
