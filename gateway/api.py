@@ -1,0 +1,59 @@
+"""The shop API (CONTRACT.md §1): place an order, read an order. Handlers only translate HTTP to services."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.errors import NoSupplierAvailable, OrderIdConflict, OrderNotFound, UnsupportedMediaType
+from gateway.intake import read_order_request
+from gateway.middleware import json_response
+from gateway.order import public_view
+from gateway.runtime import RUNTIME
+
+NO_SUPPLIER_RETRY_AFTER_SECONDS = 5
+routes = web.RouteTableDef()
+
+
+def _path_qs(request: web.Request) -> str:
+    return request.raw_path
+
+
+@routes.post("/v1/orders")
+async def place_order(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    content_type = request.headers.get("Content-Type")
+    body = await request.read()
+    shop = await runtime.auth.authenticate("POST", _path_qs(request), request.headers, body)
+    if content_type is not None and "json" not in content_type.lower():
+        raise UnsupportedMediaType("send the order as application/json")
+    intake = read_order_request(body, shop, runtime.catalog, runtime.config.orders.sync_wait)
+
+    if not runtime.router.available(intake.product):
+        # A retry of an order accepted earlier still gets that order, not a 503.
+        existing = await runtime.store.get_order(shop, intake.request.order_id)
+        if existing is None:
+            raise NoSupplierAvailable(
+                "every offer for this product is disabled or open-circuit",
+                headers={"Retry-After": str(NO_SUPPLIER_RETRY_AFTER_SECONDS)},
+            )
+        order, created = existing, False
+    else:
+        order, created = await runtime.orders.place(shop, intake.request, intake.product)
+
+    if not created:
+        if order.request != intake.request:
+            raise OrderIdConflict(f"order_id {intake.request.order_id!r} was used with a different body")
+        return json_response(public_view(order), 200)
+    order = await runtime.orders.wait_final(order, intake.wait_seconds)
+    return json_response(public_view(order), 201)
+
+
+@routes.get("/v1/orders/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    shop = await runtime.auth.authenticate("GET", _path_qs(request), request.headers, b"")
+    order_id = request.match_info["order_id"]
+    order = await runtime.store.get_order(shop, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id!r} for this shop")
+    return json_response(public_view(order))

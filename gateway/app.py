@@ -1,0 +1,160 @@
+"""The composition root: `create_app(config)` builds every stateful piece and pairs start-up with clean-up.
+
+Nothing else in the gateway constructs collaborators; tests pass a clock, a random source or a store URL.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from aiohttp import web
+
+from gateway import admin, api, callbacks
+from gateway.auth import ShopAuthenticator
+from gateway.catalog import Catalog
+from gateway.clock import Clock, SystemClock
+from gateway.config.model import GatewayConfig
+from gateway.logs import get_logger
+from gateway.metrics import Metrics, RouteMetrics
+from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
+from gateway.orders import OrderService
+from gateway.routing import Router
+from gateway.runtime import RUNTIME, Runtime
+from gateway.simulation import SimulatorFarm
+from gateway.store import open_store
+from gateway.suppliers import build_suppliers
+from gateway.upstream import Upstream, new_session
+
+log = get_logger(__name__)
+ADMIN_RUNNER: Final = web.AppKey("admin_runner", web.AppRunner)
+SIMULATORS: Final = web.AppKey("simulators", SimulatorFarm)
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def create_app(
+    config: GatewayConfig,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    start_simulators: bool = True,
+    start_admin: bool = True,
+) -> web.Application:
+    """The shop listener's application; the admin listener and simulators start with it."""
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=config.server.max_body_bytes,
+    )
+    app.add_routes(api.routes)
+    app.add_routes(callbacks.routes)
+    metrics = Metrics()
+    _bind_route_metrics(app, metrics)
+    contexts: list[Context] = []
+    if start_simulators:
+        contexts.append(_simulators_context(config))
+    contexts.append(_runtime_context(config, metrics, clock or SystemClock(), rng or random.Random()))
+    if start_admin:
+        contexts.append(_admin_context(config))
+    app.cleanup_ctx.extend(contexts)
+    return app
+
+
+def create_admin_app(runtime: Runtime) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, admin.admin_token_middleware])
+    app[RUNTIME] = runtime
+    app.add_routes(admin.routes)
+    return app
+
+
+def _bind_route_metrics(app: web.Application, metrics: Metrics) -> None:
+    bound: dict[object, RouteMetrics] = {UNMATCHED: metrics.route(UNMATCHED)}
+    for resource in app.router.resources():
+        bound[resource] = metrics.route(resource.canonical)
+    app[ROUTE_METRICS] = bound
+
+
+def _simulators_context(config: GatewayConfig) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        farm = SimulatorFarm(config)
+        await farm.start()
+        app[SIMULATORS] = farm
+        try:
+            yield
+        finally:
+            await farm.stop()
+
+    return ctx
+
+
+def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng: random.Random) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = await open_store(config.store)
+        session = new_session()
+        try:
+            catalog = Catalog(config)
+            suppliers = build_suppliers(config, metrics)
+            router = Router(suppliers, rng)
+            upstream = Upstream(session)
+            orders = OrderService(
+                config=config.orders,
+                catalog=catalog,
+                store=store,
+                suppliers=suppliers,
+                router=router,
+                upstream=upstream,
+                metrics=metrics,
+                clock=clock,
+                rng=rng,
+            )
+            auth = ShopAuthenticator(
+                {name: shop.secret.reveal().encode() for name, shop in config.shops.items()}, store, clock
+            )
+            app[RUNTIME] = Runtime(
+                config=config,
+                clock=clock,
+                rng=rng,
+                metrics=metrics,
+                catalog=catalog,
+                store=store,
+                suppliers=suppliers,
+                router=router,
+                upstream=upstream,
+                orders=orders,
+                auth=auth,
+            )
+            resumed = await orders.recover()
+            log.info(
+                "gateway_started", suppliers=len(suppliers), products=len(catalog.products), resumed=resumed
+            )
+            yield
+            await orders.close()
+        finally:
+            await session.close()
+            await store.close()
+
+    return ctx
+
+
+def _admin_context(config: GatewayConfig) -> Context:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(create_admin_app(app[RUNTIME]), access_log=None)
+        await runner.setup()
+        host, _, port = config.admin.listen.rpartition(":")
+        site = web.TCPSite(runner, host.strip("[]"), int(port))
+        await site.start()
+        app[ADMIN_RUNNER] = runner
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return ctx
+
+
+def admin_address(app: web.Application) -> tuple[str, int]:
+    """Where the admin listener actually bound (port 0 in the config picks a free one)."""
+    addresses = app[ADMIN_RUNNER].addresses
+    host, port = addresses[0][:2]
+    return str(host), int(port)

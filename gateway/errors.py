@@ -1,0 +1,112 @@
+"""The API's error tree: each error carries its HTTP status and contract code; one middleware renders them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+
+class ApiError(Exception):
+    """An error a client sees as `{"error": {"code", "message", "details"?}}`."""
+
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Sequence[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class InvalidRequest(ApiError):
+    http_status = 400
+    code = "invalid_request"
+
+
+class Unauthenticated(ApiError):
+    http_status = 401
+    code = "unauthenticated"
+
+
+class ProductNotAllowed(ApiError):
+    http_status = 403
+    code = "product_not_allowed"
+
+
+class Forbidden(ApiError):
+    http_status = 403
+    code = "forbidden"
+
+
+class UnknownProduct(ApiError):
+    http_status = 404
+    code = "unknown_product"
+
+
+class OrderNotFound(ApiError):
+    http_status = 404
+    code = "order_not_found"
+
+
+class NotFound(ApiError):
+    http_status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
+class OrderIdConflict(ApiError):
+    http_status = 409
+    code = "order_id_conflict"
+
+
+class BodyTooLarge(ApiError):
+    http_status = 413
+    code = "body_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidAccount(ApiError):
+    http_status = 422
+    code = "invalid_account"
+
+
+class InternalError(ApiError):
+    http_status = 500
+    code = "internal_error"
+
+
+class NoSupplierAvailable(ApiError):
+    http_status = 503
+    code = "no_supplier_available"
+
+
+class StoreUnavailable(ApiError):
+    http_status = 503
+    code = "store_unavailable"
+
+
+class InvalidConfig(ApiError):
+    http_status = 400
+    code = "invalid_config"
+
+
+class UnknownOrder(ApiError):
+    """A callback about an upstream id the gateway never sent."""
+
+    http_status = 404
+    code = "unknown_order"

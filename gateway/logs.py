@@ -1,0 +1,43 @@
+"""Structured logging: structlog, JSON lines, snake_case past-tense events, context bound per order.
+
+Configured once by the composition root; filtering happens before any formatting work.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from gateway.config.model import LogConfig, LogFormat
+
+Logger = Any  # structlog's bound loggers are dynamically typed
+
+
+def configure_logging(config: LogConfig) -> None:
+    level = logging.getLevelName(config.level.value.upper())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if config.format is LogFormat.JSON
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # aiohttp's own loggers go through stdlib logging: errors only, and never an access log.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+
+
+def get_logger(name: str) -> Logger:
+    return structlog.get_logger(name)

@@ -1,0 +1,89 @@
+"""The two middlewares every request passes: HTTP metrics, and the one place errors become contract JSON."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Final
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import (
+    ApiError,
+    BodyTooLarge,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+)
+from gateway.logs import get_logger
+from gateway.metrics import RouteMetrics
+
+log = get_logger(__name__)
+ROUTE_METRICS: Final = web.AppKey("route_metrics", dict)  # resource -> RouteMetrics, bound at start-up
+UNMATCHED: Final = "unmatched"
+
+
+def json_response(
+    payload: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    body: dict[str, object] = {"code": error.code, "message": error.message}
+    if error.details is not None:
+        body["details"] = list(error.details)
+    return json_response({"error": body}, error.http_status, error.headers)
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return BodyTooLarge("the request body is larger than server.max_body_bytes")
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound("no such resource")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(
+            f"method not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}",
+            headers={"Allow": ",".join(sorted(exc.allowed_methods))},
+        )
+    if isinstance(exc, web.HTTPUnsupportedMediaType):
+        return UnsupportedMediaType(exc.text or "unsupported media type")
+    if exc.status < 500:
+        return InvalidRequest(exc.reason)
+    return InternalError("internal error")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(exc))
+    except Exception:
+        log.exception("request_failed", path=request.path, method=request.method)
+        return error_response(InternalError("internal error"))
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        routes: dict[object, RouteMetrics] = request.app[ROUTE_METRICS]
+        resource = request.match_info.route.resource
+        metrics = routes.get(resource) or routes[UNMATCHED]
+        metrics.observe(status, time.perf_counter() - started)

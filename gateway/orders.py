@@ -1,0 +1,358 @@
+"""The order service: accepts orders idempotently, drives them across offers, applies supplier reports.
+
+It owns the per-order serialisation (one lock per live order plus compare-and-set in the store) and
+the background tasks that outlive a shop's request; the decisions themselves are in `lifecycle.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from functools import partial
+from typing import Final, assert_never
+
+from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verdict
+from gateway.catalog import Catalog
+from gateway.clock import Clock
+from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
+from gateway.identifiers import new_order_uid
+from gateway.lifecycle import Next, Transition, UnknownAttempt, apply_reply, exhaust, start_attempt
+from gateway.locks import KeyedLocks
+from gateway.logs import get_logger
+from gateway.metrics import Metrics, ProductMetrics
+from gateway.order import Order, OrderRequest, OrderStatus, Reason, order_uid_of, upstream_order_id
+from gateway.routing import Router
+from gateway.store import StaleOrder, Store
+from gateway.suppliers import Supplier
+from gateway.upstream import Upstream
+
+log = get_logger(__name__)
+SAVE_RETRIES: Final = 5
+# On a processing order, a last attempt in one of these certainly charged nothing.
+RETRYABLE: Final = frozenset({Outcome.FAILED, Outcome.NOT_EXECUTED})
+
+
+def _step(update: Callable[[Order], Order], then: Next) -> Callable[[Order], Transition]:
+    return lambda order: Transition(update(order), then)
+
+
+class ReportResult:
+    """How a supplier report (callback) was taken: names match `gateway_callbacks_total{result}`."""
+
+    ACCEPTED: Final = "accepted"
+    DUPLICATE: Final = "duplicate"
+    CONFLICT: Final = "conflict"
+    UNKNOWN_ORDER: Final = "unknown_order"
+
+
+FinalListener = Callable[[Order], Awaitable[None]]
+
+
+class OrderService:
+    def __init__(
+        self,
+        *,
+        config: OrdersConfig,
+        catalog: Catalog,
+        store: Store,
+        suppliers: Mapping[str, Supplier],
+        router: Router,
+        upstream: Upstream,
+        metrics: Metrics,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._store = store
+        self._suppliers = suppliers
+        self._router = router
+        self._upstream = upstream
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng
+        self._locks = KeyedLocks()
+        self._live: dict[str, Order] = {}  # latest saved version of orders this process is working on
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._final_listeners: list[FinalListener] = []
+        self._product_metrics: dict[str, ProductMetrics] = {
+            name: metrics.product(name) for name in catalog.products
+        }
+
+    def on_final(self, listener: FinalListener) -> None:
+        self._final_listeners.append(listener)
+
+    # -- accepting -------------------------------------------------------------------------
+
+    async def place(self, shop: str, request: OrderRequest, product: ProductConfig) -> tuple[Order, bool]:
+        """Create the order (or find the one with this id) and start driving it if it is new."""
+        now = self._clock.now()
+        order = Order(
+            uid=new_order_uid(now, self._rng),
+            shop=shop,
+            request=request,
+            face_value_cents=product.face_value,
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await self._store.create_order(order)
+        if created:
+            self._metrics.processing_by_reason[Reason.AWAITING_SUPPLIER].inc()
+            self._live[stored.uid] = stored
+            self._spawn(self._route(stored.uid, product))
+        return stored, created
+
+    async def wait_final(self, order: Order, timeout_seconds: float) -> Order:
+        """The order once final, or as it is when `timeout_seconds` have passed."""
+        if order.status.final or timeout_seconds <= 0:
+            return self._live.get(order.uid, order)
+        event = self._waiters.get(order.uid)
+        if event is None:
+            event = self._waiters[order.uid] = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await event.wait()
+        except TimeoutError:
+            pass
+        latest = self._live.get(order.uid)
+        if latest is not None:
+            return latest
+        return await self._store.get_order_by_uid(order.uid) or order
+
+    # -- driving ---------------------------------------------------------------------------
+
+    async def _route(self, uid: str, product: ProductConfig) -> None:
+        """Try offers until one accepts, ends the order, or leaves the outcome unknown (then wait)."""
+        while True:
+            order = await self._current(uid)
+            if order is None or order.status.final:
+                return
+            last = order.last_attempt
+            # Only a certain "nothing charged" lets a new attempt start.
+            if last is not None and last.outcome not in RETRYABLE:
+                return
+            tried = {a.supplier for a in order.attempts}
+            plan = (
+                self._router.plan(product, tried) if len(order.attempts) < self._config.max_attempts else []
+            )
+            if not plan:
+                await self._transition(
+                    uid, lambda o: Transition(exhaust(o, now=self._clock.now()), Next.FINISHED)
+                )
+                return
+            offer = plan[0]
+            supplier = self._suppliers[offer.supplier]
+            upstream_id = upstream_order_id(uid, len(order.attempts) + 1)
+            # Durable before the request leaves: a crash from here on is reconciled, never resent.
+            begin = partial(
+                start_attempt,
+                supplier=supplier.name,
+                sku=offer.sku,
+                cost_cents=offer.cost,
+                upstream_order_id=upstream_id,
+                now=self._clock.now(),
+            )
+            transition = await self._transition(uid, _step(begin, Next.AWAIT_RESULT))
+            if transition is None:
+                return
+            reply, duration_ms = await self._submit(supplier, transition.order, product, offer, upstream_id)
+            result = await self.apply(reply, duration_ms=duration_ms)
+            if result is None or result.next is not Next.TRY_NEXT_OFFER:
+                return
+
+    async def _submit(
+        self, supplier: Supplier, order: Order, product: ProductConfig, offer: OfferConfig, upstream_id: str
+    ) -> tuple[SupplierReply, int | None]:
+        charge = Charge(
+            upstream_order_id=upstream_id,
+            sku=offer.sku,
+            account=order.request.account,
+            account_kind=product.account,
+            face_value_cents=product.face_value,
+            quantity=order.request.quantity,
+            max_cost_cents=offer.cost,
+            callback_url=supplier.callback_url,
+            timestamp=self._clock.now(),
+        )
+        try:
+            request: HttpRequest = supplier.adapter.build_submit(charge)
+        except ValueError as exc:
+            # Nothing left the gateway: the offer cannot be sent as configured.
+            log.error("supplier_request_unbuildable", supplier=supplier.name, error=str(exc))
+            return SupplierReply(
+                upstream_order_id=upstream_id, verdict=Verdict.NOT_EXECUTED, message=str(exc)
+            ), None
+        reply, exchange = await self._upstream.submit(supplier, upstream_id, request)
+        log.debug(
+            "supplier_request_completed",
+            supplier=supplier.name,
+            upstream_order_id=upstream_id,
+            verdict=reply.verdict.value,
+            code=reply.code,
+            seconds=round(exchange.seconds, 4),
+        )
+        return reply, round(exchange.seconds * 1000)
+
+    # -- applying reports ------------------------------------------------------------------
+
+    async def apply(self, reply: SupplierReply, *, duration_ms: int | None = None) -> Transition | None:
+        """Apply one report about one attempt; None if no order has that upstream id."""
+        uid = order_uid_of(reply.upstream_order_id)
+        grace = self._config.not_found_grace
+        try:
+            return await self._transition(
+                uid,
+                lambda o: apply_reply(
+                    o, reply, now=self._clock.now(), not_found_grace_seconds=grace, duration_ms=duration_ms
+                ),
+            )
+        except UnknownAttempt:
+            return None
+
+    async def report(self, supplier: str, reply: SupplierReply) -> str:
+        """A callback's report: applied to the attempt it names, if that attempt went to `supplier`."""
+        order = await self._current(order_uid_of(reply.upstream_order_id))
+        if order is None or not any(
+            a.upstream_order_id == reply.upstream_order_id and a.supplier == supplier for a in order.attempts
+        ):
+            return ReportResult.UNKNOWN_ORDER
+        transition = await self.apply(reply)
+        if transition is None:
+            return ReportResult.UNKNOWN_ORDER
+        match transition.next:
+            case Next.TRY_NEXT_OFFER:
+                product = self._catalog.products.get(transition.order.request.product)
+                if product is None:
+                    await self._transition(order.uid, _step(self._exhausted, Next.FINISHED))
+                else:
+                    self._spawn(self._route(order.uid, product))
+                return ReportResult.ACCEPTED
+            case Next.FINISHED | Next.AWAIT_RESULT:
+                return ReportResult.ACCEPTED
+            case Next.UNCHANGED:
+                return ReportResult.DUPLICATE
+            case Next.CONFLICT:
+                self._metrics.conflicts.labels(supplier).inc()
+                return ReportResult.CONFLICT
+            case _:
+                assert_never(transition.next)
+
+    def _exhausted(self, order: Order) -> Order:
+        return exhaust(order, now=self._clock.now())
+
+    # -- state -----------------------------------------------------------------------------
+
+    async def _current(self, uid: str) -> Order | None:
+        order = self._live.get(uid)
+        if order is not None:
+            return order
+        return await self._store.get_order_by_uid(uid)
+
+    async def _transition(self, uid: str, change: Callable[[Order], Transition]) -> Transition | None:
+        """Apply `change` to the latest order under its lock and save it; retried on a stale version."""
+        async with self._locks.hold(uid):
+            for _ in range(SAVE_RETRIES):
+                order = await self._current(uid)
+                if order is None:
+                    return None
+                transition = change(order)
+                if transition.order is order:
+                    return transition
+                try:
+                    saved = await self._store.save_order(transition.order)
+                except StaleOrder:
+                    self._live.pop(uid, None)  # another instance moved it: read it again
+                    continue
+                self._saved(order, saved)
+                return replace(transition, order=saved)
+            raise StaleOrder(uid, -1, -1)
+
+    def _saved(self, before: Order, after: Order) -> None:
+        processing = self._metrics.processing_by_reason
+        if (
+            before.status is OrderStatus.PROCESSING
+            and before.reason is not None
+            and before.reason in processing
+        ):
+            processing[before.reason].dec()
+        if after.status is OrderStatus.PROCESSING:
+            if after.reason is not None and after.reason in processing:
+                processing[after.reason].inc()
+            self._live[after.uid] = after
+            return
+        self._live.pop(after.uid, None)
+        if not before.status.final:
+            self._finished(after)
+
+    def _finished(self, order: Order) -> None:
+        product_metrics = self._product_metrics.get(order.request.product)
+        if product_metrics is not None:
+            product_metrics.orders[order.status].inc()
+            product_metrics.duration.observe(max(0.0, order.updated_at - order.created_at))
+        log.info(
+            "order_finished",
+            order_uid=order.uid,
+            shop=order.shop,
+            order_id=order.order_id,
+            status=order.status.value,
+            reason=order.reason.value if order.reason else None,
+            attempts=len(order.attempts),
+        )
+        event = self._waiters.pop(order.uid, None)
+        if event is not None:
+            event.set()
+        for listener in self._final_listeners:
+            self._spawn(listener(order))
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(self._guarded(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The order stays as last saved; start-up recovery and reconciliation pick it up.
+            log.exception("order_task_failed")
+
+    async def recover(self) -> int:
+        """At start-up: resume orders that a previous process left between attempts."""
+        resumed = 0
+        for order in await self._store.processing_orders(limit=100_000):
+            reason = order.reason
+            if reason is not None and reason in self._metrics.processing_by_reason:
+                self._metrics.processing_by_reason[reason].inc()
+            last = order.last_attempt
+            product = self._catalog.products.get(order.request.product)
+            if product is None:
+                continue
+            if last is None or last.outcome in RETRYABLE:
+                self._spawn(self._route(order.uid, product))
+                resumed += 1
+            elif not last.replied and order.reason is not Reason.OUTCOME_UNKNOWN:
+                # Sent (or about to be) when the process died: only a query may tell what happened.
+                await self._transition(
+                    order.uid,
+                    lambda o: Transition(
+                        replace(o, reason=Reason.OUTCOME_UNKNOWN, updated_at=self._clock.now()),
+                        Next.AWAIT_RESULT,
+                    ),
+                )
+        return resumed
+
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Let in-flight work finish for a moment; what is cut off is recovered at the next start."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)

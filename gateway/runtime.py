@@ -1,0 +1,39 @@
+"""The running gateway's collaborators, built once by the composition root and shared by the handlers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from gateway.auth import ShopAuthenticator
+from gateway.catalog import Catalog
+from gateway.clock import Clock
+from gateway.config.model import GatewayConfig
+from gateway.metrics import Metrics
+from gateway.orders import OrderService
+from gateway.routing import Router
+from gateway.store import Store
+from gateway.suppliers import Supplier
+from gateway.upstream import Upstream
+
+
+@dataclass(slots=True, kw_only=True)
+class Runtime:
+    config: GatewayConfig
+    clock: Clock
+    rng: random.Random
+    metrics: Metrics
+    catalog: Catalog
+    store: Store
+    suppliers: Mapping[str, Supplier]
+    router: Router
+    upstream: Upstream
+    orders: OrderService
+    auth: ShopAuthenticator
+
+
+RUNTIME: Final = web.AppKey("runtime", Runtime)

@@ -1,0 +1,214 @@
+"""A test harness for the whole gateway on real sockets: simulated suppliers, the gateway, a signing shop."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer, unused_port
+
+from gateway.app import create_app
+from gateway.auth import request_signature
+from gateway.config.loader import parse_config
+from gateway.config.model import GatewayConfig, SimulateConfig
+from gateway.runtime import RUNTIME, Runtime
+from gateway.simulator import Simulator, build_simulator
+
+SHOP = "demo"
+SECRET = "demo-secret"
+FULU_CREDENTIALS = {"app_key": "demo-app-key", "app_secret": "demo-app-secret"}
+
+
+@dataclass
+class SupplierSpec:
+    """A supplier for the test config: simulated (knobs) or pointing at an address (url)."""
+
+    knobs: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None
+    timeout: str = "2s"
+    protocol: str = "fulu"
+    credentials: dict[str, str] = field(default_factory=lambda: dict(FULU_CREDENTIALS))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def config_yaml(
+    port: int,
+    suppliers: Mapping[str, SupplierSpec],
+    offers: list[dict[str, Any]],
+    *,
+    store: str = "memory://",
+    account: str = "mobile_cn",
+    routing: str = "priority",
+    orders: Mapping[str, Any] | None = None,
+    server: Mapping[str, Any] | None = None,
+    admin_token: str = "admin-token",  # noqa: S107 (a test credential)
+) -> str:
+    doc: dict[str, Any] = {
+        "server": {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}", **(server or {})},
+        "admin": {"listen": "127.0.0.1:0", "token": admin_token},
+        "store": store,
+        "orders": {"sync_wait": "0s", **(orders or {})},
+        "log": {"level": "warning"},
+        "shops": {
+            SHOP: {"secret": SECRET, "products": ["mobile.*", "game.*"], "notify_hosts": ["127.0.0.1"]}
+        },
+        "suppliers": {
+            name: {
+                "protocol": spec.protocol,
+                "base_url": spec.url or "http://127.0.0.1:1",
+                "credentials": spec.credentials,
+                "timeout": spec.timeout,
+                "connect_timeout": "500ms",
+                **spec.extra,
+            }
+            for name, spec in suppliers.items()
+        },
+        "products": {
+            "mobile.cmcc.50": {"account": account, "face_value": "50", "routing": routing, "offers": offers},
+        },
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+class Shop:
+    """Signs requests as the shop does (CONTRACT.md §1)."""
+
+    def __init__(self, session: ClientSession, base_url: str, shop: str = SHOP, secret: str = SECRET) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.shop = shop
+        self.secret = secret.encode()
+
+    def headers(self, method: str, path: str, body: bytes, **override: str) -> dict[str, str]:
+        timestamp = str(int(time.time()))
+        nonce = secrets.token_hex(10)
+        hdrs = {
+            "Content-Type": "application/json",
+            "X-Shop-Id": self.shop,
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": request_signature(self.secret, method, path, timestamp, nonce, body),
+        }
+        hdrs.update(override)
+        return hdrs
+
+    async def post_raw(self, body: bytes, **override: str) -> tuple[int, Any, Mapping[str, str]]:
+        headers = self.headers("POST", "/v1/orders", body, **override)
+        async with self.session.post(self.base_url + "/v1/orders", data=body, headers=headers) as response:
+            return response.status, orjson.loads(await response.read()), response.headers
+
+    async def place(self, **fields: Any) -> tuple[int, Any]:
+        doc = {
+            "order_id": fields.pop("order_id", "T-" + secrets.token_hex(6)),
+            "product": "mobile.cmcc.50",
+            "account": "13800138000",
+            **fields,
+        }
+        status, body, _ = await self.post_raw(orjson.dumps(doc))
+        return status, body
+
+    async def get(self, order_id: str) -> tuple[int, Any]:
+        path = f"/v1/orders/{order_id}"
+        async with self.session.get(self.base_url + path, headers=self.headers("GET", path, b"")) as response:
+            return response.status, orjson.loads(await response.read())
+
+    async def wait_for(self, order_id: str, predicate: Callable[[Any], bool], within: float = 5.0) -> Any:
+        """Poll the order until `predicate` holds (bounded: fails the test on timeout)."""
+        async with asyncio.timeout(within):
+            while True:
+                status, order = await self.get(order_id)
+                assert status == 200, order
+                if predicate(order):
+                    return order
+                await asyncio.sleep(0.02)
+
+
+@dataclass
+class Deployment:
+    """A running gateway plus its simulated suppliers and a shop client."""
+
+    config: GatewayConfig
+    app: web.Application
+    server: TestServer
+    shop: Shop
+    simulators: dict[str, Simulator]
+    session: ClientSession
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app[RUNTIME]
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def stop(self) -> None:
+        await self.server.close()
+
+
+Gateway = Callable[..., Awaitable[Deployment]]
+"""The `gateway` fixture: `await gateway(suppliers, offers=None, **config_options)` deploys one."""
+
+
+async def start_simulator(
+    name: str, spec: SupplierSpec, gateway_port: int, cleanups: list[Callable[[], Awaitable[None]]]
+) -> tuple[Simulator, str]:
+    knobs = SimulateConfig(**{"latency": 0.0, "result_after": 0.02, "success_rate": 1.0, **spec.knobs})
+    simulator = build_simulator(
+        spec.protocol,
+        credentials=spec.credentials,
+        knobs=knobs,
+        callback_url=f"http://127.0.0.1:{gateway_port}/callbacks/{name}",
+        callback_retry_seconds=0.05,
+    )
+    server = TestServer(simulator.app, host="127.0.0.1")
+    await server.start_server()
+    cleanups.append(server.close)
+    return simulator, str(server.make_url("")).rstrip("/")
+
+
+async def deploy(
+    cleanups: list[Callable[[], Awaitable[None]]],
+    suppliers: Mapping[str, SupplierSpec],
+    offers: list[dict[str, Any]] | None = None,
+    *,
+    port: int | None = None,
+    **options: Any,
+) -> Deployment:
+    port = port or unused_port()
+    simulators: dict[str, Simulator] = {}
+    specs: dict[str, SupplierSpec] = {}
+    for name, spec in suppliers.items():
+        if spec.url is None:
+            simulator, url = await start_simulator(name, spec, port, cleanups)
+            simulators[name] = simulator
+            specs[name] = replace(spec, url=url)
+        else:
+            specs[name] = spec
+    if offers is None:
+        offers = [
+            {"supplier": name, "sku": "18221081", "cost": "49.30", "priority": i + 1}
+            for i, name in enumerate(specs)
+        ]
+    config = parse_config(config_yaml(port, specs, offers, **options), {})
+    app = create_app(config, start_simulators=False)
+    server = TestServer(app, host="127.0.0.1", port=port)
+    await server.start_server()
+    session = ClientSession()
+    deployment = Deployment(
+        config, app, server, Shop(session, str(server.make_url("")).rstrip("/")), simulators, session
+    )
+
+    async def stop() -> None:
+        await session.close()
+        await server.close()
+
+    cleanups.append(stop)
+    return deployment

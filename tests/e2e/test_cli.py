@@ -1,0 +1,89 @@
+"""The `gateway` command: check-config's report, and `gateway order` against a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from gateway.cli import main
+from tests.e2e.harness import Gateway, SupplierSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BROKEN = """
+server: {listen: "nowhere", max_body_bytes: 10}
+store: postgres://x
+orders: {sync_wait: 2, max_attempts: 0}
+shops:
+  demo: {secret: s, products: ["nothing.*"]}
+suppliers:
+  fulu: {protocol: fulu, base_url: "http://127.0.0.1:9101", credentials: {app_key: k}}
+  slow:
+    {protocol: fulu, base_url: "http://127.0.0.1:9102", credentials: {app_key: k, app_secret: s}, timeout: fast}
+products:
+  mobile.cmcc.50:
+    account: mobile_cn
+    face_value: "50"
+    offers: [{supplier: fullu, sku: "1", cost: "49.30"}]
+  mobile.bad:
+    account: phone
+    face_value: "50.001"
+    offers: [{supplier: fulu, sku: "1", cost: "49.30"}]
+"""
+
+
+def test_check_config_lists_every_problem_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(BROKEN)
+    assert main(["check-config", "-c", str(path)]) == 1
+    err = capsys.readouterr().err
+    for key in (
+        "server.listen",
+        "server.max_body_bytes",
+        "store",
+        "orders.sync_wait",
+        "orders.max_attempts",
+        "suppliers.slow.timeout",
+        "suppliers.fulu.credentials.app_secret",
+        'products["mobile.bad"].account',
+        'products["mobile.bad"].face_value',
+        'products["mobile.cmcc.50"].offers[0].supplier',
+        "shops.demo.products",
+    ):
+        assert f"  {key}: " in err, (key, err)
+
+
+def test_check_config_accepts_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "-c", str(ROOT / "gateway.yaml")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "-c", str(tmp_path / "absent.yaml")]) == 1
+    assert "absent.yaml" in capsys.readouterr().err
+
+
+async def test_gateway_order_signs_and_places_an_order(
+    gateway: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = await gateway({"fulu": SupplierSpec()})
+    path = tmp_path / "gateway.yaml"
+    doc = yaml.safe_load((ROOT / "gateway.yaml").read_text())
+    doc["shops"]["demo"]["secret"] = "demo-secret"
+    path.write_text(yaml.safe_dump(doc))
+    args = ["order", "-c", str(path), "--url", d.base_url]
+    # main() runs its own event loop; run it in a thread so it does not nest in the test's loop.
+    code = await asyncio.to_thread(main, [*args, "mobile.cmcc.50", "13800138000", "--order-id", "CLI-1"])
+    assert code == 0
+    placed = orjson.loads(capsys.readouterr().out)
+    assert placed["order_id"] == "CLI-1"
+    assert placed["status"] == "succeeded"
+    code = await asyncio.to_thread(main, [*args, "--status", "CLI-1"])
+    assert code == 0
+    assert orjson.loads(capsys.readouterr().out)["status"] == "succeeded"
