@@ -23,7 +23,10 @@ shops:
 suppliers:
   fulu: {protocol: fulu, base_url: "http://127.0.0.1:9101", credentials: {app_key: k}}
   slow:
-    {protocol: fulu, base_url: "http://127.0.0.1:9102", credentials: {app_key: k, app_secret: s}, timeout: fast}
+    protocol: fulu
+    base_url: "http://127.0.0.1:9102"
+    credentials: {app_key: k, app_secret: s}
+    timeout: fast
 products:
   mobile.cmcc.50:
     account: mobile_cn
