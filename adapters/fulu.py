@@ -31,6 +31,7 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
+from adapters.transport import http_level_reply
 
 PATH: Final = "/api/getway"
 MOBILE_SUBMIT: Final = "fulu.order.mobile.add"
@@ -164,15 +165,9 @@ class FuluAdapter:
         return self._request(DIRECT_SUBMIT, biz, charge.timestamp)
 
     def parse_submit(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
-        if reply.status == 429:
-            return SupplierReply(
-                upstream_order_id=upstream_order_id,
-                verdict=Verdict.THROTTLED,
-                code="429",
-                message="HTTP 429: throttled by the supplier",
-                retry_after_seconds=_retry_after(reply.headers),
-            )
-        return self._classify(upstream_order_id, reply, self._submit_codes)
+        return http_level_reply(upstream_order_id, reply, "submit") or self._classify(
+            upstream_order_id, reply, self._submit_codes
+        )
 
     def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
         (upstream_order_id,) = _one(upstream_order_ids)
@@ -180,17 +175,9 @@ class FuluAdapter:
 
     def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
         (upstream_order_id,) = _one(upstream_order_ids)
-        if reply.status == 429:
-            # Throttling stops this query, not the order: it stays unknown until a later one answers.
-            answer = SupplierReply(
-                upstream_order_id=upstream_order_id,
-                verdict=Verdict.UNKNOWN,
-                code="429",
-                message="HTTP 429: query throttled by the supplier",
-                retry_after_seconds=_retry_after(reply.headers),
-            )
-        else:
-            answer = self._classify(upstream_order_id, reply, self._query_codes)
+        answer = http_level_reply(upstream_order_id, reply, "query") or self._classify(
+            upstream_order_id, reply, self._query_codes
+        )
         return {upstream_order_id: answer}
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
@@ -238,8 +225,6 @@ class FuluAdapter:
         return HttpRequest(method="POST", url=self._url, headers=_HEADERS, body=body.encode())
 
     def _classify(self, upstream_order_id: str, reply: HttpReply, codes: CodeTable) -> SupplierReply:
-        if reply.status >= 500:
-            return _unknown(upstream_order_id, f"HTTP {reply.status}: {excerpt(reply.body)}")
         try:
             code, message, result, signature = _envelope(reply.body)
         except _Unreadable as problem:
@@ -298,20 +283,6 @@ def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> S
     return SupplierReply(
         upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
     )
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Retry-After in its seconds form; the HTTP-date form would need a clock, so it is ignored."""
-    value = headers.get("Retry-After")
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _text(value: object) -> str | None:

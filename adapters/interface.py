@@ -126,7 +126,8 @@ class SupplierReply:
 
     @property
     def throttled(self) -> bool:
-        return self.verdict is Verdict.THROTTLED
+        """The supplier asks us to slow down (a throttled query is `unknown` but still says how long)."""
+        return self.verdict is Verdict.THROTTLED or self.retry_after_seconds is not None
 
     @property
     def not_found(self) -> bool:

@@ -169,7 +169,7 @@ async def final_orders(session: aiohttp.ClientSession) -> float:
     )
 
 
-async def run(orders: int, concurrency: int, store: str) -> None:
+async def run(orders: int, concurrency: int, store: str, profile: str | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     callbacks_to = f"http://127.0.0.1:{PORTS['gateway']}/callbacks/fulu"
     procs = {
@@ -207,7 +207,17 @@ async def run(orders: int, concurrency: int, store: str) -> None:
                 f"http://127.0.0.1:{PORTS['sim_direct']}",
             ]
         ),
-        "gateway": spawn([PYTHON, "-m", "gateway", "run", "-c", str(bench_config(store, tmp))]),
+        "gateway": spawn(
+            [
+                PYTHON,
+                *(["-m", "cProfile", "-o", profile] if profile else []),
+                "-m",
+                "gateway",
+                "run",
+                "-c",
+                str(bench_config(store, tmp)),
+            ]
+        ),
     }
     try:
         for name in ("sim_direct", "sim_gateway", "passthrough", "gateway"):
@@ -315,8 +325,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats to FILE")
     args = parser.parse_args()
-    asyncio.run(run(args.orders, args.concurrency, args.store))
+    asyncio.run(run(args.orders, args.concurrency, args.store, args.profile))
 
 
 if __name__ == "__main__":
