@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
+
+import orjson
 
 from adapters.amounts import parse_cents
 from adapters.codes import CodeTable
@@ -77,13 +78,12 @@ _ENVELOPE: Final[Mapping[str, str]] = MappingProxyType(
 )
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType({"Content-Type": "application/json; charset=utf-8"})
 _ACK: Final = HttpResponse(status=200, content_type="text/plain", body=b"success")
-# Python's encoder never escapes "/", and ensure_ascii=False keeps non-ASCII as is: fulu.md's form.
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
 def compact_json(value: object) -> str:
     """The serialization fulu signs: compact, non-ASCII and `/` unescaped."""
-    return _ENCODER.encode(value)
+    # orjson writes exactly that form (compact, UTF-8, "/" as is), several times faster than json.
+    return orjson.dumps(value).decode()
 
 
 def sign_text(text: str, secret: str) -> str:
@@ -182,7 +182,7 @@ class FuluAdapter:
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         try:
-            fields = json.loads(callback.body.decode("utf-8"))
+            fields = orjson.loads(callback.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise MalformedMessage(f"callback is not UTF-8 JSON: {excerpt(callback.body)}") from error
         if not isinstance(fields, dict):
@@ -239,7 +239,7 @@ class FuluAdapter:
                 upstream_order_id, f"reply signature does not verify: {excerpt(reply.body)}", code
             )
         try:
-            order = json.loads(result)
+            order = orjson.loads(result)
         except (ValueError, RecursionError):
             order = None
         if not isinstance(order, dict) or not isinstance(state := order.get("order_state"), str):
@@ -260,7 +260,7 @@ class FuluAdapter:
 def _envelope(body: bytes) -> tuple[str, str | None, str, str | None]:
     """`code`, `message`, `result` and `sign` of a reply body, or `_Unreadable`."""
     try:
-        reply = json.loads(body.decode("utf-8"))
+        reply = orjson.loads(body.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise _Unreadable("not UTF-8") from error
     except (ValueError, RecursionError) as error:

@@ -28,7 +28,10 @@ async def place_order(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("send the order as application/json")
     intake = read_order_request(body, shop, runtime.catalog, runtime.config.orders.sync_wait)
 
-    if not runtime.router.available(intake.product):
+    plan = runtime.router.plan(intake.product)
+    if plan:
+        order, created = await runtime.orders.place(shop, intake.request, intake.product, plan)
+    else:
         # A retry of an order accepted earlier still gets that order, not a 503.
         existing = await runtime.store.get_order(shop, intake.request.order_id)
         if existing is None:
@@ -37,8 +40,6 @@ async def place_order(request: web.Request) -> web.Response:
                 headers={"Retry-After": str(NO_SUPPLIER_RETRY_AFTER_SECONDS)},
             )
         order, created = existing, False
-    else:
-        order, created = await runtime.orders.place(shop, intake.request, intake.product)
 
     if not created:
         if order.request != intake.request:

@@ -1,18 +1,21 @@
-"""Order uids: `G` + a ULID (time-ordered, 26 Crockford base32 characters), so `uid + 2 digits` fits 32."""
+"""Order uids: `G` + 26 Crockford base32 characters of a ULID-like value, so `uid + 2 digits` fits 32.
+
+The value is 48 bits of milliseconds then 80 random bits: uids sort by creation time.
+"""
 
 from __future__ import annotations
 
 import random
+from base64 import b32encode
 from typing import Final
 
-_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# b32encode's alphabet, index for index, to Crockford's (ascending in ASCII, so order is kept).
+_TO_CROCKFORD: Final = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
 
 
 def new_order_uid(now: float, rng: random.Random) -> str:
-    """48 bits of milliseconds then 80 random bits; sortable by creation time."""
     value = (int(now * 1000) << 80) | rng.getrandbits(80)
-    chars = []
-    for _ in range(26):
-        value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
-    return "G" + "".join(reversed(chars))
+    # 128 bits in 26 characters: base32 of the 16 bytes, its 2 padding bits at the end.
+    return "G" + b32encode(value.to_bytes(16, "big"))[:26].translate(_TO_CROCKFORD).decode()

@@ -7,6 +7,7 @@ call `.labels()` per order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Final
 
@@ -122,13 +123,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.processing_by_reason = MappingProxyType(
-            {
-                reason: self.orders_processing.labels(reason.value)
-                for reason in Reason
-                if not _final_reason(reason)
-            }
-        )
+        # Plain counts read at scrape time: orders change reason several times, each a locked
+        # gauge update otherwise.
+        self.processing: dict[Reason, int] = {reason: 0 for reason in Reason if not _final_reason(reason)}
+        for reason in self.processing:
+            self.orders_processing.labels(reason.value).set_function(
+                partial(self.processing.__getitem__, reason)
+            )
         self.notifications_by_result = MappingProxyType(
             {res: self.notifications.labels(res) for res in NOTIFY_RESULTS}
         )

@@ -87,22 +87,31 @@ class OrderService:
 
     # -- accepting -------------------------------------------------------------------------
 
-    async def place(self, shop: str, request: OrderRequest, product: ProductConfig) -> tuple[Order, bool]:
-        """Create the order (or find the one with this id) and start driving it if it is new."""
+    async def place(
+        self, shop: str, request: OrderRequest, product: ProductConfig, plan: list[OfferConfig]
+    ) -> tuple[Order, bool]:
+        """Create the order (or find the one with this id) and start driving it if it is new.
+
+        The first attempt is part of the created order: one durable write before the submit leaves.
+        """
         now = self._clock.now()
+        uid = new_order_uid(now, self._rng)
         order = Order(
-            uid=new_order_uid(now, self._rng),
+            uid=uid,
             shop=shop,
             request=request,
             face_value_cents=product.face_value,
             created_at=now,
             updated_at=now,
         )
+        first = plan[0] if plan else None
+        if first is not None:
+            order = self._begin(order, first)
         stored, created = await self._store.create_order(order)
         if created:
-            self._metrics.processing_by_reason[Reason.AWAITING_SUPPLIER].inc()
-            self._live[stored.uid] = stored
-            self._spawn(self._route(stored.uid, product))
+            self._metrics.processing[Reason.AWAITING_SUPPLIER] += 1
+            self._live[uid] = stored
+            self._spawn(self._route(uid, product, first))
         return stored, created
 
     async def wait_final(self, order: Order, timeout_seconds: float) -> Order:
@@ -124,44 +133,56 @@ class OrderService:
 
     # -- driving ---------------------------------------------------------------------------
 
-    async def _route(self, uid: str, product: ProductConfig) -> None:
-        """Try offers until one accepts, ends the order, or leaves the outcome unknown (then wait)."""
+    async def _route(self, uid: str, product: ProductConfig, recorded: OfferConfig | None = None) -> None:
+        """Try offers until one accepts, ends the order, or leaves the outcome unknown (then wait).
+
+        `recorded` is an offer whose attempt is already saved as the order's last: send it first.
+        """
+        offer = recorded
         while True:
-            order = await self._current(uid)
-            if order is None or order.status.final:
+            if offer is None:
+                offer = await self._next_offer(uid, product)
+                if offer is None:
+                    return
+            order = self._live.get(uid)
+            if order is None:
                 return
-            last = order.last_attempt
-            # Only a certain "nothing charged" lets a new attempt start.
-            if last is not None and last.outcome not in RETRYABLE:
-                return
-            tried = {a.supplier for a in order.attempts}
-            plan = (
-                self._router.plan(product, tried) if len(order.attempts) < self._config.max_attempts else []
-            )
-            if not plan:
-                await self._transition(
-                    uid, lambda o: Transition(exhaust(o, now=self._clock.now()), Next.FINISHED)
-                )
-                return
-            offer = plan[0]
             supplier = self._suppliers[offer.supplier]
-            upstream_id = upstream_order_id(uid, len(order.attempts) + 1)
-            # Durable before the request leaves: a crash from here on is reconciled, never resent.
-            begin = partial(
-                start_attempt,
-                supplier=supplier.name,
-                sku=offer.sku,
-                cost_cents=offer.cost,
-                upstream_order_id=upstream_id,
-                now=self._clock.now(),
-            )
-            transition = await self._transition(uid, _step(begin, Next.AWAIT_RESULT))
-            if transition is None:
-                return
-            reply, duration_ms = await self._submit(supplier, transition.order, product, offer, upstream_id)
+            upstream_id = order.attempts[-1].upstream_order_id
+            reply, duration_ms = await self._submit(supplier, order, product, offer, upstream_id)
             result = await self.apply(reply, duration_ms=duration_ms)
             if result is None or result.next is not Next.TRY_NEXT_OFFER:
                 return
+            offer = None
+
+    async def _next_offer(self, uid: str, product: ProductConfig) -> OfferConfig | None:
+        """Record the next attempt durably and return its offer; None when there is nothing to send."""
+        order = await self._current(uid)
+        if order is None or order.status.final:
+            return None
+        last = order.last_attempt
+        # Only a certain "nothing charged" lets a new attempt start.
+        if last is not None and last.outcome not in RETRYABLE:
+            return None
+        tried = {a.supplier for a in order.attempts}
+        plan = self._router.plan(product, tried) if len(order.attempts) < self._config.max_attempts else []
+        if not plan:
+            await self._transition(uid, _step(self._exhausted, Next.FINISHED))
+            return None
+        offer = plan[0]
+        # Durable before the request leaves: a crash from here on is reconciled, never resent.
+        transition = await self._transition(uid, _step(partial(self._begin, offer=offer), Next.AWAIT_RESULT))
+        return offer if transition is not None else None
+
+    def _begin(self, order: Order, offer: OfferConfig) -> Order:
+        return start_attempt(
+            order,
+            supplier=offer.supplier,
+            sku=offer.sku,
+            cost_cents=offer.cost,
+            upstream_order_id=upstream_order_id(order.uid, len(order.attempts) + 1),
+            now=self._clock.now(),
+        )
 
     async def _submit(
         self, supplier: Supplier, order: Order, product: ProductConfig, offer: OfferConfig, upstream_id: str
@@ -271,16 +292,13 @@ class OrderService:
             raise StaleOrder(uid, -1, -1)
 
     def _saved(self, before: Order, after: Order) -> None:
-        processing = self._metrics.processing_by_reason
-        if (
-            before.status is OrderStatus.PROCESSING
-            and before.reason is not None
-            and before.reason in processing
-        ):
-            processing[before.reason].dec()
+        processing = self._metrics.processing
+        if before.reason is not after.reason or before.status is not after.status:
+            if before.status is OrderStatus.PROCESSING and before.reason in processing:
+                processing[before.reason] -= 1
+            if after.status is OrderStatus.PROCESSING and after.reason in processing:
+                processing[after.reason] += 1
         if after.status is OrderStatus.PROCESSING:
-            if after.reason is not None and after.reason in processing:
-                processing[after.reason].inc()
             self._live[after.uid] = after
             return
         self._live.pop(after.uid, None)
@@ -328,8 +346,8 @@ class OrderService:
         resumed = 0
         for order in await self._store.processing_orders(limit=100_000):
             reason = order.reason
-            if reason is not None and reason in self._metrics.processing_by_reason:
-                self._metrics.processing_by_reason[reason].inc()
+            if reason in self._metrics.processing:
+                self._metrics.processing[reason] += 1
             last = order.last_attempt
             product = self._catalog.products.get(order.request.product)
             if product is None:

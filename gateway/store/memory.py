@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from gateway.order import Order, OrderStatus, Reason, order_uid_of
 from gateway.store.interface import StaleOrder, StoreError
+from gateway.store.nonces import NonceBook
 
 
 def _recency(order: Order) -> tuple[float, str]:
@@ -20,15 +21,13 @@ def _recency(order: Order) -> tuple[float, str]:
 class MemoryStore:
     """The `Store` for tests, demos and single runs; keeps the frozen orders it is given, uncopied."""
 
-    __slots__ = ("_by_key", "_by_uid", "_closed", "_nonce_expiries", "_nonces", "_processing")
+    __slots__ = ("_by_key", "_by_uid", "_closed", "_nonces", "_processing")
 
     def __init__(self) -> None:
         self._by_uid: dict[str, Order] = {}
         self._by_key: dict[tuple[str, str], str] = {}
         self._processing: set[str] = set()
-        self._nonces: dict[tuple[str, str], float] = {}
-        # Min-heap of (expires_at, key) so each claim purges what has expired without a full scan.
-        self._nonce_expiries: list[tuple[float, tuple[str, str]]] = []
+        self._nonces = NonceBook()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -102,19 +101,7 @@ class MemoryStore:
 
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         self._check_open()
-        expiries = self._nonce_expiries
-        while expiries and expiries[0][0] <= now:
-            expired_at, old = heapq.heappop(expiries)
-            # A nonce claimed again after expiring has a newer entry; only its own one removes it.
-            if self._nonces.get(old) == expired_at:
-                del self._nonces[old]
-        key = (shop, nonce)
-        remembered_until = self._nonces.get(key)
-        if remembered_until is not None and remembered_until > now:
-            return False
-        self._nonces[key] = expires_at
-        heapq.heappush(expiries, (expires_at, key))
-        return True
+        return self._nonces.claim(shop, nonce, expires_at, now)
 
     async def ping(self) -> None:
         self._check_open()

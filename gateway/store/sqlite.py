@@ -20,14 +20,13 @@ import orjson
 
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
 from gateway.store.interface import StaleOrder, StoreError
+from gateway.store.nonces import NonceBook
 
 _T = TypeVar("_T")
 
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 # Caps one transaction, so a flood of writes is still answered in steady slices.
 MAX_BATCH: Final = 512
-# Expired nonces are deleted at most this often (on the callers' clock) rather than on every claim.
-NONCE_PURGE_INTERVAL_SECONDS: Final = 60.0
 
 _BY_UID: Final = "SELECT document FROM orders WHERE uid = ?"
 _BY_KEY: Final = "SELECT document FROM orders WHERE shop = ? AND order_id = ?"
@@ -63,7 +62,7 @@ class SqliteStore:
         "_closed",
         "_committed_batches",
         "_loop",
-        "_nonce_purge_due",
+        "_nonces",
         "_path",
         "_queue",
         "_ready",
@@ -80,7 +79,7 @@ class SqliteStore:
         self._closed = False
         # Written only by the store's thread.
         self._committed_batches = 0
-        self._nonce_purge_due = float("-inf")
+        self._nonces = NonceBook()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -133,7 +132,10 @@ class SqliteStore:
         return await self._submit(lambda db: _all(db, sql, params), writes=False)
 
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
-        return await self._submit(lambda db: self._claim_nonce(db, shop, nonce, expires_at, now), writes=True)
+        # In memory (see nonces.py): on disk, every shop request would cost a trip to the store's thread.
+        if self._closed:
+            raise StoreError(f"SQLite store {self._path} is closed")
+        return self._nonces.claim(shop, nonce, expires_at, now)
 
     async def ping(self) -> None:
         await self._submit(lambda db: db.execute("SELECT 1").fetchone(), writes=False)
@@ -222,20 +224,6 @@ class SqliteStore:
         # One wake-up of the loop per batch, not per operation.
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
             self._loop.call_soon_threadsafe(_settle, outcomes)
-
-    def _claim_nonce(
-        self, db: sqlite3.Connection, shop: str, nonce: str, expires_at: float, now: float
-    ) -> bool:
-        if now >= self._nonce_purge_due:
-            db.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
-            self._nonce_purge_due = now + NONCE_PURGE_INTERVAL_SECONDS
-        cursor = db.execute(
-            "INSERT INTO nonces (shop, nonce, expires_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (shop, nonce) DO UPDATE SET expires_at = excluded.expires_at"
-            " WHERE nonces.expires_at <= ?",
-            (shop, nonce, expires_at, now),
-        )
-        return cursor.rowcount == 1
 
 
 def _run_job(db: sqlite3.Connection, job: _Job) -> _Outcome:

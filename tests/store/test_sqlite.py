@@ -46,18 +46,16 @@ def count_rows(path: Path, table: str) -> int:
     return int(count)
 
 
-async def test_orders_and_nonces_survive_close_and_reopen(path: Path) -> None:
+async def test_orders_survive_close_and_reopen(path: Path) -> None:
     store = await SqliteStore.open(path)
     order, _ = await store.create_order(a_full_order())
     saved = await store.save_order(replace(order, status=OrderStatus.SUCCEEDED, reason=None))
-    await store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0)
     await store.close()
 
     reopened = await SqliteStore.open(path)
     try:
         assert await reopened.get_order_by_uid(order.uid) == saved
         assert await reopened.get_order(order.shop, order.order_id) == saved
-        assert not await reopened.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0 + 1)
         with pytest.raises(StaleOrder):
             await reopened.save_order(order)
     finally:
@@ -126,30 +124,27 @@ async def test_a_failing_operation_fails_alone_in_its_batch(store: SqliteStore, 
 
     with write_lock(path):
         # The store's thread now waits for the lock with its first job, so the rest queue up behind it.
-        first = asyncio.ensure_future(store.claim_nonce("shop-a", "n0", expires_at=T0 + 60, now=T0))
+        first = asyncio.ensure_future(store.get_order_by_uid("GW2"))
         await asyncio.sleep(0.02)
         rest = asyncio.gather(
             store.save_order(replace(stale, message="lost")),
             store.save_order(replace(fresh, message="kept")),
             store.create_order(an_order("GW1", order_id="o-uid-reused")),
             store.create_order(an_order("GW3")),
-            store.claim_nonce("shop-a", "n1", expires_at=T0 + 60, now=T0),
             return_exceptions=True,
         )
         await asyncio.sleep(0)
     results = await rest
 
-    assert await first
+    assert await first == fresh
     assert isinstance(results[0], StaleOrder)
     assert results[1] == replace(fresh, message="kept", version=1)
     assert isinstance(results[2], StoreError)
     assert isinstance(results[2].__cause__, sqlite3.IntegrityError)
     assert results[3] == (an_order("GW3"), True)
-    assert results[4] is True
     assert store.committed_batches - before <= 2
     await store.close()
     assert count_rows(path, "orders") == 3
-    assert count_rows(path, "nonces") == 2
 
 
 async def test_the_loop_runs_while_500_creates_wait_for_the_disk(store: SqliteStore, path: Path) -> None:
@@ -175,16 +170,6 @@ async def test_close_finishes_queued_work_first(path: Path) -> None:
 
     assert all(task.result()[1] for task in pending)
     assert count_rows(path, "orders") == 50
-
-
-async def test_expired_nonces_are_purged(store: SqliteStore, path: Path) -> None:
-    for i in range(100):
-        await store.claim_nonce("shop-a", f"n{i}", expires_at=T0 + 10, now=T0)
-    assert count_rows(path, "nonces") == 100
-
-    await store.claim_nonce("shop-a", "later", expires_at=T0 + 400, now=T0 + 100)
-
-    assert count_rows(path, "nonces") == 1
 
 
 async def test_indexed_columns_follow_the_document(store: SqliteStore, path: Path) -> None:
