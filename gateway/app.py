@@ -5,6 +5,8 @@ Nothing else in the gateway constructs collaborators; tests pass a clock, a rand
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Final
@@ -20,6 +22,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
 from gateway.orders import OrderService
+from gateway.reconciler import Reconciler
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
 from gateway.simulation import SimulatorFarm
@@ -108,6 +111,15 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
                 clock=clock,
                 rng=rng,
             )
+            reconciler = Reconciler(
+                config=config.orders,
+                store=store,
+                suppliers=suppliers,
+                upstream=upstream,
+                orders=orders,
+                clock=clock,
+                rng=rng,
+            )
             auth = ShopAuthenticator(
                 {name: shop.secret.reveal().encode() for name, shop in config.shops.items()}, store, clock
             )
@@ -122,13 +134,18 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
                 router=router,
                 upstream=upstream,
                 orders=orders,
+                reconciler=reconciler,
                 auth=auth,
             )
             resumed = await orders.recover()
             log.info(
                 "gateway_started", suppliers=len(suppliers), products=len(catalog.products), resumed=resumed
             )
+            sweeping = asyncio.create_task(reconciler.run(), name="reconciler")
             yield
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
             await orders.close()
         finally:
             await session.close()

@@ -167,11 +167,11 @@ class OrderService:
         tried = {a.supplier for a in order.attempts}
         plan = self._router.plan(product, tried) if len(order.attempts) < self._config.max_attempts else []
         if not plan:
-            await self._transition(uid, _step(self._exhausted, Next.FINISHED))
+            await self.transition(uid, _step(self._exhausted, Next.FINISHED))
             return None
         offer = plan[0]
         # Durable before the request leaves: a crash from here on is reconciled, never resent.
-        transition = await self._transition(uid, _step(partial(self._begin, offer=offer), Next.AWAIT_RESULT))
+        transition = await self.transition(uid, _step(partial(self._begin, offer=offer), Next.AWAIT_RESULT))
         return offer if transition is not None else None
 
     def _begin(self, order: Order, offer: OfferConfig) -> Order:
@@ -224,7 +224,7 @@ class OrderService:
         uid = order_uid_of(reply.upstream_order_id)
         grace = self._config.not_found_grace
         try:
-            return await self._transition(
+            return await self.transition(
                 uid,
                 lambda o: apply_reply(
                     o, reply, now=self._clock.now(), not_found_grace_seconds=grace, duration_ms=duration_ms
@@ -247,7 +247,7 @@ class OrderService:
             case Next.TRY_NEXT_OFFER:
                 product = self._catalog.products.get(transition.order.request.product)
                 if product is None:
-                    await self._transition(order.uid, _step(self._exhausted, Next.FINISHED))
+                    await self.transition(order.uid, _step(self._exhausted, Next.FINISHED))
                 else:
                     self._spawn(self._route(order.uid, product))
                 return ReportResult.ACCEPTED
@@ -272,7 +272,7 @@ class OrderService:
             return order
         return await self._store.get_order_by_uid(uid)
 
-    async def _transition(self, uid: str, change: Callable[[Order], Transition]) -> Transition | None:
+    async def transition(self, uid: str, change: Callable[[Order], Transition]) -> Transition | None:
         """Apply `change` to the latest order under its lock and save it; retried on a stale version."""
         async with self._locks.hold(uid):
             for _ in range(SAVE_RETRIES):
@@ -357,7 +357,7 @@ class OrderService:
                 resumed += 1
             elif not last.replied and order.reason is not Reason.OUTCOME_UNKNOWN:
                 # Sent (or about to be) when the process died: only a query may tell what happened.
-                await self._transition(
+                await self.transition(
                     order.uid,
                     lambda o: Transition(
                         replace(o, reason=Reason.OUTCOME_UNKNOWN, updated_at=self._clock.now()),

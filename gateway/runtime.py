@@ -15,6 +15,7 @@ from gateway.clock import Clock
 from gateway.config.model import GatewayConfig
 from gateway.metrics import Metrics
 from gateway.orders import OrderService
+from gateway.reconciler import Reconciler
 from gateway.routing import Router
 from gateway.store import Store
 from gateway.suppliers import Supplier
@@ -33,6 +34,7 @@ class Runtime:
     router: Router
     upstream: Upstream
     orders: OrderService
+    reconciler: Reconciler
     auth: ShopAuthenticator
 
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer, unused_port
 
 from gateway.app import create_app
 from gateway.auth import request_signature
+from gateway.clock import ManualClock
 from gateway.config.loader import parse_config
 from gateway.config.model import GatewayConfig, SimulateConfig
 from gateway.runtime import RUNTIME, Runtime
@@ -80,14 +81,22 @@ def config_yaml(
 class Shop:
     """Signs requests as the shop does (CONTRACT.md §1)."""
 
-    def __init__(self, session: ClientSession, base_url: str, shop: str = SHOP, secret: str = SECRET) -> None:
+    def __init__(
+        self,
+        session: ClientSession,
+        base_url: str,
+        shop: str = SHOP,
+        secret: str = SECRET,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.now = now  # the gateway's clock, so requests stay inside its window when tests move it
         self.session = session
         self.base_url = base_url
         self.shop = shop
         self.secret = secret.encode()
 
     def headers(self, method: str, path: str, body: bytes, **override: str) -> dict[str, str]:
-        timestamp = str(int(time.time()))
+        timestamp = str(int(self.now()))
         nonce = secrets.token_hex(10)
         hdrs = {
             "Content-Type": "application/json",
@@ -140,6 +149,7 @@ class Deployment:
     shop: Shop
     simulators: dict[str, Simulator]
     session: ClientSession
+    clock: ManualClock
 
     @property
     def runtime(self) -> Runtime:
@@ -182,7 +192,9 @@ async def deploy(
     port: int | None = None,
     **options: Any,
 ) -> Deployment:
+    """A gateway on a manual clock that starts at the real time: tests move it to pass windows."""
     port = port or unused_port()
+    clock = ManualClock(wall=time.time(), mono=time.monotonic())
     simulators: dict[str, Simulator] = {}
     specs: dict[str, SupplierSpec] = {}
     for name, spec in suppliers.items():
@@ -198,13 +210,12 @@ async def deploy(
             for i, name in enumerate(specs)
         ]
     config = parse_config(config_yaml(port, specs, offers, **options), {})
-    app = create_app(config, start_simulators=False)
+    app = create_app(config, clock=clock, start_simulators=False)
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     session = ClientSession()
-    deployment = Deployment(
-        config, app, server, Shop(session, str(server.make_url("")).rstrip("/")), simulators, session
-    )
+    shop = Shop(session, str(server.make_url("")).rstrip("/"), now=clock.now)
+    deployment = Deployment(config, app, server, shop, simulators, session, clock)
 
     async def stop() -> None:
         await session.close()

@@ -1,0 +1,137 @@
+"""Following orders that have no final result yet: query their suppliers, apply what they say.
+
+An attempt whose outcome is unknown is queried at every sweep; one that was accepted (processing)
+once it is older than `reconcile_after`. Queries are batched where the protocol allows. What the
+answers mean is decided in `lifecycle.py`, through the order service, as for callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from adapters.interface import Outcome
+from gateway.clock import Clock
+from gateway.config.model import OrdersConfig
+from gateway.lifecycle import Next, Transition
+from gateway.logs import get_logger
+from gateway.order import Attempt, Order, Reason
+from gateway.orders import OrderService
+from gateway.store import Store
+from gateway.suppliers import Supplier
+from gateway.upstream import Upstream
+
+log = get_logger(__name__)
+OPEN_OUTCOMES = frozenset({Outcome.PROCESSING, Outcome.UNKNOWN})
+SWEEP_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    queried: int
+    settled: int
+    manual_review: int
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        config: OrdersConfig,
+        store: Store,
+        suppliers: Mapping[str, Supplier],
+        upstream: Upstream,
+        orders: OrderService,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._suppliers = suppliers
+        self._upstream = upstream
+        self._orders = orders
+        self._clock = clock
+        self._rng = rng
+
+    async def run(self) -> None:
+        """Sweep every `reconcile_every`, with jitter so that instances and suppliers are not hit in step."""
+        while True:
+            period = self._config.reconcile_every
+            await asyncio.sleep(period * (0.8 + 0.4 * self._rng.random()))
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("reconcile_sweep_failed")
+
+    async def sweep(self) -> SweepReport:
+        """One pass over every order not yet final."""
+        now = self._clock.now()
+        due: dict[str, list[Attempt]] = defaultdict(list)
+        reviews = 0
+        for order in await self._store.processing_orders(limit=SWEEP_LIMIT):
+            if (
+                now - order.created_at >= self._config.manual_review_after
+                and order.reason is not Reason.MANUAL_REVIEW
+            ):
+                reviews += await self._to_manual_review(order)
+            attempt = order.last_attempt
+            if (
+                attempt is None
+                or attempt.outcome not in OPEN_OUTCOMES
+                or attempt.supplier not in self._suppliers
+            ):
+                continue
+            if attempt.outcome is Outcome.UNKNOWN or now - attempt.started_at >= self._config.reconcile_after:
+                due[attempt.supplier].append(attempt)
+        queried = settled = 0
+        for name, attempts in due.items():
+            supplier = self._suppliers[name]
+            for batch in _batches(attempts, supplier.adapter.max_query_batch):
+                queried += len(batch)
+                settled += await self._query(supplier, batch, now)
+        if queried or reviews:
+            log.info("reconcile_swept", queried=queried, settled=settled, manual_review=reviews)
+        return SweepReport(queried=queried, settled=settled, manual_review=reviews)
+
+    async def _query(self, supplier: Supplier, batch: Sequence[Attempt], now: float) -> int:
+        ids = [attempt.upstream_order_id for attempt in batch]
+        replies = await self._upstream.query(supplier, ids, now)
+        settled = 0
+        for upstream_id in ids:
+            reply = replies.get(upstream_id)
+            if reply is None:
+                continue
+            result = await self._orders.report(supplier.name, reply)
+            log.debug(
+                "order_reconciled",
+                supplier=supplier.name,
+                upstream_order_id=upstream_id,
+                verdict=reply.verdict.value,
+                result=result,
+            )
+            settled += reply.outcome not in OPEN_OUTCOMES
+        return settled
+
+    async def _to_manual_review(self, order: Order) -> int:
+        def review(current: Order) -> Transition:
+            if current.status.final or current.reason is Reason.MANUAL_REVIEW:
+                return Transition(current, Next.UNCHANGED)
+            return Transition(
+                replace(current, reason=Reason.MANUAL_REVIEW, updated_at=self._clock.now()), Next.AWAIT_RESULT
+            )
+
+        transition = await self._orders.transition(order.uid, review)
+        if transition is None or transition.next is Next.UNCHANGED:
+            return 0
+        log.warning(
+            "order_needs_manual_review", order_uid=order.uid, shop=order.shop, order_id=order.order_id
+        )
+        return 1
+
+
+def _batches(attempts: Sequence[Attempt], size: int) -> list[Sequence[Attempt]]:
+    size = max(size, 1)
+    return [attempts[i : i + size] for i in range(0, len(attempts), size)]

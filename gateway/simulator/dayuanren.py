@@ -1,0 +1,217 @@
+"""The dayuanren protocol from the supplier's side: reads its requests, writes its replies and callbacks.
+
+Decides nothing (the engine does) and signs only through `adapters.dayuanren`, so both sides agree.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar, Final
+
+from adapters.amounts import parse_cents
+from adapters.dayuanren import (
+    FORM_CONTENT_TYPE,
+    MAX_QUERY_BATCH,
+    QUERY_PATH,
+    SUBMIT_PATH,
+    DayuanrenAdapter,
+    decode_form,
+    encode_form,
+    price_text,
+    sign,
+)
+from adapters.interface import HttpReply, HttpRequest
+from gateway.simulator.front import (
+    TOO_MANY_REQUESTS,
+    Incoming,
+    QueryRequest,
+    Reading,
+    Refusal,
+    Rejection,
+    SubmitRequest,
+    reply,
+)
+from gateway.simulator.ledger import ChargeState, LedgerEntry
+from gateway.simulator.traffic import Operation
+
+_JSON: Final = "application/json; charset=utf-8"
+_OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
+    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY}
+)
+_SUBMIT_FIELDS: Final = ("out_trade_num", "product_id", "mobile", "notify_url", "amount")
+# THROTTLED is absent: it is answered with HTTP 429 (see `rejection_reply`).
+_REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
+    {
+        Refusal.BAD_SIGNATURE: (1001, "签名错误"),
+        Refusal.UNKNOWN_CREDENTIAL: (1001, "商户不存在"),
+        Refusal.BAD_REQUEST: (1, "参数错误"),
+        Refusal.UNKNOWN_PRODUCT: (1003, "产品不存在或已下架"),
+        Refusal.REFUSED: (1002, "余额不足"),
+        Refusal.DUPLICATE: (1005, "相同订单号不能提单"),
+    }
+)
+_STATES: Final[Mapping[ChargeState, int]] = MappingProxyType(
+    {
+        ChargeState.CHARGING: 0,
+        ChargeState.SUCCEEDED: 1,
+        ChargeState.FAILED: 2,
+        ChargeState.PARTIAL: 3,
+        # Never reported: queries see charged entries only, callbacks final ones.
+        ChargeState.NOT_CHARGED: -1,
+    }
+)
+_REMARKS: Final[Mapping[ChargeState, str]] = MappingProxyType(
+    {
+        ChargeState.CHARGING: "充值中",
+        ChargeState.SUCCEEDED: "充值成功",
+        ChargeState.FAILED: "充值失败",
+        ChargeState.PARTIAL: "部分充值成功",
+        ChargeState.NOT_CHARGED: "订单已取消",
+    }
+)
+
+
+class DayuanrenFront:
+    """dayuanren as one supplier with these credentials serves it.
+
+    Throttling is answered with HTTP 429 and Retry-After rather than dayuanren's catch-all errno 1:
+    the gateway then slows down instead of only routing the order elsewhere. The `price` cap is
+    read but not enforced (no refusal for errno 1004), since the engine decides every refusal.
+    """
+
+    protocol: ClassVar[str] = "dayuanren"
+    routes: ClassVar[tuple[tuple[str, str], ...]] = (("POST", SUBMIT_PATH), ("POST", QUERY_PATH))
+    supports_partial: ClassVar[bool] = True
+    carries_notify_url: ClassVar[bool] = True
+
+    __slots__ = ("_apikey", "_userid")
+
+    def __init__(self, credentials: Mapping[str, str]) -> None:
+        missing = [key for key in DayuanrenAdapter.credential_keys if not credentials.get(key)]
+        if missing:
+            raise ValueError(f"the dayuanren simulator needs credentials {', '.join(missing)}")
+        self._userid = credentials["userid"]
+        self._apikey = credentials["apikey"]
+
+    def read(self, request: Incoming) -> Reading:
+        operation = _OPERATIONS.get(request.path, Operation.OTHER)
+        try:
+            fields = decode_form(request.body)
+        except ValueError:
+            return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
+        if fields.get("userid") != self._userid:
+            return Rejection(refusal=Refusal.UNKNOWN_CREDENTIAL, operation=operation)
+        signature = fields.get("sign", "")
+        if not hmac.compare_digest(sign(fields, self._apikey).encode(), signature.upper().encode()):
+            return Rejection(refusal=Refusal.BAD_SIGNATURE, operation=operation)
+        if operation is Operation.SUBMIT:
+            return _submit(fields)
+        if operation is Operation.QUERY:
+            return _query(fields)
+        return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
+
+    def supplier_order_id(self, sequence: int) -> str:
+        return f"Y{sequence:016d}"
+
+    def submit_reply(self, entry: LedgerEntry) -> HttpReply:
+        data: dict[str, object] = {
+            "order_number": entry.supplier_order_id,
+            "out_trade_num": entry.upstream_order_id,
+        }
+        if entry.cost_cents is not None:
+            data["total_price"] = price_text(entry.cost_cents)
+        return _reply(0, "提交成功", data)
+
+    def query_reply(self, query: QueryRequest, found: Mapping[str, LedgerEntry]) -> HttpReply:
+        data = [
+            {
+                "out_trade_num": entry.upstream_order_id,
+                "order_number": entry.supplier_order_id,
+                "state": _STATES[entry.state],
+                "charge_amount": price_text(_delivered_cents(entry)),
+                "voucher": _voucher(entry),
+            }
+            for upstream_order_id in query.upstream_order_ids
+            if (entry := found.get(upstream_order_id)) is not None
+        ]
+        return _reply(0, "ok", data)
+
+    def rejection_reply(self, rejection: Rejection) -> HttpReply:
+        if rejection.refusal is Refusal.THROTTLED:
+            return TOO_MANY_REQUESTS
+        return _reply(*_REFUSALS[rejection.refusal])
+
+    def callback(self, entry: LedgerEntry, url: str) -> HttpRequest:
+        fields = {
+            "userid": self._userid,
+            "order_number": entry.supplier_order_id,
+            "out_trade_num": entry.upstream_order_id,
+            "otime": str(int(entry.finished_at or 0.0)),
+            "state": str(_STATES[entry.state]),
+            "mobile": entry.account,
+            "remark": _REMARKS[entry.state],
+            "charge_amount": price_text(_delivered_cents(entry)),
+            "voucher": _voucher(entry),
+            "charge_kami": "",
+        }
+        fields["sign"] = sign(fields, self._apikey)
+        return HttpRequest(
+            method="POST", url=url, headers={"Content-Type": FORM_CONTENT_TYPE}, body=encode_form(fields)
+        )
+
+    def acknowledged(self, status: int, body: bytes) -> bool:
+        return status == 200 and body.strip() == b"success"
+
+
+def _submit(fields: Mapping[str, str]) -> Reading:
+    upstream_order_id = fields.get("out_trade_num", "")
+    try:
+        if any(not fields.get(key) for key in _SUBMIT_FIELDS):
+            raise ValueError("a field is missing")
+        face_value_cents = parse_cents(fields["amount"])
+        if "price" in fields:
+            parse_cents(fields["price"])
+    except ValueError:
+        face_value_cents = 0
+    if face_value_cents == 0:
+        ids = (upstream_order_id,) if upstream_order_id else ()
+        return Rejection(refusal=Refusal.BAD_REQUEST, operation=Operation.SUBMIT, upstream_order_ids=ids)
+    return SubmitRequest(
+        upstream_order_id=upstream_order_id,
+        account=fields["mobile"],
+        sku=fields["product_id"],
+        face_value_cents=face_value_cents,
+        notify_url=fields["notify_url"],
+    )
+
+
+def _query(fields: Mapping[str, str]) -> Reading:
+    upstream_order_ids = tuple(fields.get("out_trade_nums", "").split(","))
+    if not 1 <= len(upstream_order_ids) <= MAX_QUERY_BATCH or not all(upstream_order_ids):
+        return Rejection(refusal=Refusal.BAD_REQUEST, operation=Operation.QUERY)
+    return QueryRequest(upstream_order_ids=upstream_order_ids)
+
+
+def _delivered_cents(entry: LedgerEntry) -> int:
+    """What reached the account: `charge_amount` in replies and callbacks."""
+    if entry.state is ChargeState.PARTIAL:
+        return entry.delivered_cents or 0
+    if entry.state is ChargeState.SUCCEEDED and entry.face_value_cents is not None:
+        return entry.face_value_cents * entry.quantity
+    return 0
+
+
+def _voucher(entry: LedgerEntry) -> str:
+    """The operator's serial number, which only a delivery has."""
+    delivered = entry.state in {ChargeState.SUCCEEDED, ChargeState.PARTIAL}
+    return "OP" + entry.supplier_order_id[1:] if delivered else ""
+
+
+def _reply(errno: int, errmsg: str, data: object = None) -> HttpReply:
+    body = json.dumps(
+        {"errno": errno, "errmsg": errmsg, "data": data}, ensure_ascii=False, separators=(",", ":")
+    )
+    return reply(200, _JSON, body.encode())

@@ -1,0 +1,114 @@
+"""Unknown and silent outcomes are settled by querying the supplier, never by trying another one."""
+
+from __future__ import annotations
+
+from adapters.interface import AccountKind, Charge, Verdict
+from tests.e2e.harness import Gateway, SupplierSpec
+
+SILENT = {"callback_drop_rate": 1.0}
+
+
+async def test_timeout_after_a_charge_is_settled_by_a_query(gateway: Gateway) -> None:
+    d = await gateway(
+        {"slow": SupplierSpec(knobs={"hang_rate": 1.0, **SILENT}, timeout="200ms"), "spare": SupplierSpec()}
+    )
+    _, order = await d.shop.place(order_id="R-1", wait_seconds=1)
+    assert order["reason"] == "outcome_unknown"
+    report = await d.runtime.reconciler.sweep()
+    assert report.queried == 1
+    _, order = await d.shop.get("R-1")
+    assert (order["status"], [a["outcome"] for a in order["attempts"]]) == ("succeeded", ["succeeded"])
+    assert len(d.simulators["spare"].requests) == 0
+
+
+async def test_server_error_and_garbage_after_a_charge_are_settled_by_a_query(gateway: Gateway) -> None:
+    for knob in ("error_rate", "garbage_rate"):
+        d = await gateway({"flaky": SupplierSpec(knobs={knob: 1.0, **SILENT}), "spare": SupplierSpec()})
+        _, order = await d.shop.place(order_id="R-2", wait_seconds=1)
+        assert order["reason"] == "outcome_unknown", knob
+        await d.runtime.reconciler.sweep()
+        _, order = await d.shop.get("R-2")
+        assert order["status"] == "succeeded", knob
+        assert len(d.simulators["spare"].requests) == 0
+
+
+async def test_not_found_means_not_executed_only_after_the_grace(gateway: Gateway) -> None:
+    d = await gateway(
+        {
+            "lossy": SupplierSpec(knobs={"hang_rate": 1.0, "hang_charges": False}, timeout="200ms"),
+            "spare": SupplierSpec(),
+        },
+        orders={"not_found_grace": "60s"},
+    )
+    _, order = await d.shop.place(order_id="R-3", wait_seconds=1)
+    assert order["reason"] == "outcome_unknown"
+
+    d.clock.advance(30)
+    await d.runtime.reconciler.sweep()
+    _, order = await d.shop.get("R-3")
+    assert [a["outcome"] for a in order["attempts"]] == ["unknown"]  # not found, but maybe not yet recorded
+    assert len(d.simulators["spare"].requests) == 0
+
+    d.clock.advance(31)
+    await d.runtime.reconciler.sweep()
+    order = await d.shop.wait_for("R-3", lambda o: o["status"] != "processing")
+    assert order["status"] == "succeeded"
+    assert [(a["supplier"], a["outcome"]) for a in order["attempts"]] == [
+        ("lossy", "not_executed"),
+        ("spare", "succeeded"),
+    ]
+    assert d.simulators["lossy"].ledger.charges() == []
+
+
+async def test_accepted_orders_without_callback_are_queried_after_reconcile_after(gateway: Gateway) -> None:
+    d = await gateway({"quiet": SupplierSpec(knobs=SILENT)}, orders={"reconcile_after": "30s"})
+    _, order = await d.shop.place(order_id="R-4", wait_seconds=1)
+    assert order["attempts"][0]["outcome"] == "processing"
+    assert (await d.runtime.reconciler.sweep()).queried == 0  # too early: the callback may still come
+    d.clock.advance(31)
+    assert (await d.runtime.reconciler.sweep()).queried == 1
+    _, order = await d.shop.get("R-4")
+    assert order["status"] == "succeeded"
+
+
+async def test_duplicate_id_refusal_is_unknown_and_queried(gateway: Gateway) -> None:
+    d = await gateway({"fulu": SupplierSpec(knobs=SILENT), "spare": SupplierSpec()})
+    _, order = await d.shop.place(order_id="R-5", wait_seconds=1)
+    upstream_id = order["attempts"][0]["upstream_order_id"]
+    # The same upstream id again (as after a crash mid-send): the supplier refuses it as a duplicate.
+    reply, _ = await d.runtime.upstream.submit(
+        d.runtime.suppliers["fulu"],
+        upstream_id,
+        d.runtime.suppliers["fulu"].adapter.build_submit(_charge(upstream_id, d.clock.now())),
+    )
+    assert (
+        reply.verdict is Verdict.UNKNOWN
+    )  # the supplier may hold a charge under that id: query, never resend
+
+
+async def test_orders_nobody_can_settle_go_to_manual_review(gateway: Gateway) -> None:
+    d = await gateway(
+        {"lossy": SupplierSpec(knobs={"hang_rate": 1.0, "hang_charges": False}, timeout="200ms")},
+        orders={"not_found_grace": "48h", "manual_review_after": "24h"},
+    )
+    _, order = await d.shop.place(order_id="R-6", wait_seconds=1)
+    d.clock.advance(24 * 3600 + 1)
+    report = await d.runtime.reconciler.sweep()
+    assert report.manual_review == 1
+    _, order = await d.shop.get("R-6")
+    assert (order["status"], order["reason"]) == ("processing", "manual_review")
+    assert (await d.runtime.reconciler.sweep()).manual_review == 0
+
+
+def _charge(upstream_id: str, now: float) -> Charge:
+    return Charge(
+        upstream_order_id=upstream_id,
+        sku="18221081",
+        account="13800138000",
+        account_kind=AccountKind.MOBILE_CN,
+        face_value_cents=5000,
+        quantity=1,
+        max_cost_cents=4930,
+        callback_url="http://127.0.0.1:1/",
+        timestamp=now,
+    )
