@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from adapters.dayuanren import DayuanrenAdapter
 from adapters.fulu import FuluAdapter
 from adapters.interface import AdapterFactory
 
 ADAPTERS: Mapping[str, AdapterFactory] = MappingProxyType(
     {
         "fulu": FuluAdapter,
+        "dayuanren": DayuanrenAdapter,
     }
 )
 

@@ -6,10 +6,11 @@ Decides nothing (the engine does) and signs only through `adapters.dayuanren`, s
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
+
+import orjson
 
 from adapters.amounts import parse_cents
 from adapters.dayuanren import (
@@ -211,7 +212,4 @@ def _voucher(entry: LedgerEntry) -> str:
 
 
 def _reply(errno: int, errmsg: str, data: object = None) -> HttpReply:
-    body = json.dumps(
-        {"errno": errno, "errmsg": errmsg, "data": data}, ensure_ascii=False, separators=(",", ":")
-    )
-    return reply(200, _JSON, body.encode())
+    return reply(200, _JSON, orjson.dumps({"errno": errno, "errmsg": errmsg, "data": data}))

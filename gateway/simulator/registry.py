@@ -13,11 +13,13 @@ from gateway.clock import Clock
 from gateway.config.model import SimulateConfig
 from gateway.simulator.engine import Simulator
 from gateway.simulator.front import FrontFactory
+from gateway.simulator.dayuanren import DayuanrenFront
 from gateway.simulator.fulu import FuluFront
 
 FRONTS: Mapping[str, FrontFactory] = MappingProxyType(
     {
         "fulu": FuluFront,
+        "dayuanren": DayuanrenFront,
     }
 )
 
