@@ -190,7 +190,8 @@ class FuluAdapter:
         signature = fields.get("sign")
         if not isinstance(signature, str):
             raise MalformedMessage("callback has no sign")
-        if not hmac.compare_digest(sign(fields, self._secret), signature.lower()):
+        # Bytes: compare_digest refuses non-ASCII str, and a forged sign may hold anything.
+        if not hmac.compare_digest(sign(fields, self._secret).encode(), signature.lower().encode()):
             raise BadSignature("callback signature does not verify")
         upstream_order_id = fields.get("customer_order_no")
         status = fields.get("order_status")
@@ -233,7 +234,9 @@ class FuluAdapter:
             return SupplierReply(
                 upstream_order_id=upstream_order_id, verdict=codes.verdict(code), code=code, message=message
             )
-        if signature is None or not hmac.compare_digest(sign_text(result, self._secret), signature.lower()):
+        if signature is None or not hmac.compare_digest(
+            sign_text(result, self._secret).encode(), signature.lower().encode()
+        ):
             # The supplier may have charged: a reply we cannot trust is unknown, never "not executed".
             return _unknown(
                 upstream_order_id, f"reply signature does not verify: {excerpt(reply.body)}", code

@@ -8,11 +8,13 @@ from types import MappingProxyType
 from adapters.dayuanren import DayuanrenAdapter
 from adapters.fulu import FuluAdapter
 from adapters.interface import AdapterFactory
+from adapters.juhe import JuheAdapter
 
 ADAPTERS: Mapping[str, AdapterFactory] = MappingProxyType(
     {
         "fulu": FuluAdapter,
         "dayuanren": DayuanrenAdapter,
+        "juhe": JuheAdapter,
     }
 )
 

@@ -15,11 +15,13 @@ from gateway.simulator.engine import Simulator
 from gateway.simulator.front import FrontFactory
 from gateway.simulator.dayuanren import DayuanrenFront
 from gateway.simulator.fulu import FuluFront
+from gateway.simulator.juhe import JuheFront
 
 FRONTS: Mapping[str, FrontFactory] = MappingProxyType(
     {
         "fulu": FuluFront,
         "dayuanren": DayuanrenFront,
+        "juhe": JuheFront,
     }
 )
 

@@ -318,3 +318,20 @@ def refusal(code: int) -> HttpReply:
 
 def test_acknowledge() -> None:
     assert adapter().acknowledge() == HttpResponse(status=200, content_type="text/plain", body=b"success")
+
+
+def test_a_non_ascii_signature_is_refused_not_a_crash() -> None:
+    adapter = FuluAdapter(
+        AdapterSettings(name="fulu", base_url="http://127.0.0.1:9101", credentials=CREDENTIALS)
+    )
+    body = json.dumps(
+        {"customer_order_no": "G01J8Z3Q7K2M4N6P8R0T2V4X6Z01", "order_status": "success", "sign": "签名"}
+    ).encode()
+    with pytest.raises(BadSignature):
+        adapter.parse_callback(
+            InboundCallback(method="POST", query={}, content_type="application/json", body=body)
+        )
+    reply = HttpReply(
+        status=200, headers={}, body=json.dumps({"code": 0, "result": "{}", "sign": "签名"}).encode()
+    )
+    assert adapter.parse_submit("G01J8Z3Q7K2M4N6P8R0T2V4X6Z01", reply).verdict is Verdict.UNKNOWN
