@@ -9,12 +9,14 @@ from adapters.dayuanren import DayuanrenAdapter
 from adapters.fulu import FuluAdapter
 from adapters.interface import AdapterFactory
 from adapters.juhe import JuheAdapter
+from adapters.ofpay import OfpayAdapter
 
 ADAPTERS: Mapping[str, AdapterFactory] = MappingProxyType(
     {
         "fulu": FuluAdapter,
         "dayuanren": DayuanrenAdapter,
         "juhe": JuheAdapter,
+        "ofpay": OfpayAdapter,
     }
 )
 

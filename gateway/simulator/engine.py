@@ -313,7 +313,7 @@ class Simulator:
         incoming = Incoming(
             method=request.method,
             path=request.path,
-            query_string=request.query_string,
+            query_string=request.rel_url.raw_query_string,
             headers=request.headers,
             body=await request.read(),
         )

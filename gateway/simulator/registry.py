@@ -11,17 +11,19 @@ from types import MappingProxyType
 
 from gateway.clock import Clock
 from gateway.config.model import SimulateConfig
+from gateway.simulator.dayuanren import DayuanrenFront
 from gateway.simulator.engine import Simulator
 from gateway.simulator.front import FrontFactory
-from gateway.simulator.dayuanren import DayuanrenFront
 from gateway.simulator.fulu import FuluFront
 from gateway.simulator.juhe import JuheFront
+from gateway.simulator.ofpay import OfpayFront
 
 FRONTS: Mapping[str, FrontFactory] = MappingProxyType(
     {
         "fulu": FuluFront,
         "dayuanren": DayuanrenFront,
         "juhe": JuheFront,
+        "ofpay": OfpayFront,
     }
 )
 

@@ -1,0 +1,379 @@
+"""The ofpay protocol (protocols/ofpay.md): GET submits, GB2312 XML replies, GBK forms and MD5 signatures.
+
+Pure: builds requests and classifies replies and callbacks; no sockets, no clock reads, no XML DTDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import ClassVar, Final
+from urllib.parse import parse_qsl, quote_plus, urlsplit
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+from adapters.amounts import parse_cents
+from adapters.codes import CodeTable
+from adapters.excerpt import excerpt
+from adapters.interface import (
+    AccountKind,
+    AdapterSettings,
+    BadSignature,
+    Charge,
+    HttpReply,
+    HttpRequest,
+    HttpResponse,
+    InboundCallback,
+    InvalidSettings,
+    MalformedMessage,
+    SupplierReply,
+    Verdict,
+)
+from adapters.transport import http_level_reply
+
+SUBMIT_PATH: Final = "/onlineorder.do"
+QUERY_PATH: Final = "/api/query.do"
+VERSION: Final = "6.0"
+ACCEPTED: Final = "1"
+"""The retcode of an accepted order: its `game_state` then tells how far it got."""
+CHINA_OFFSET_SECONDS: Final = 8 * 3600
+MAX_FORM_FIELDS: Final = 32
+
+SUBMIT_SIGNED: Final = ("userid", "userpws", "cardid", "cardnum", "sporder_id", "sporder_time", "game_userid")
+"""The submit fields `md5_str` signs, in signing order; `keystr` follows them."""
+
+SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
+    {
+        "1001": Verdict.NOT_EXECUTED,
+        "1002": Verdict.NOT_EXECUTED,
+        "1003": Verdict.NOT_EXECUTED,
+        "1005": Verdict.NOT_EXECUTED,
+        "1007": Verdict.ACCOUNT_INVALID,
+        "1009": Verdict.UNKNOWN,
+        "9999": Verdict.UNKNOWN,
+    }
+)
+"""Submit `retcode`s other than 1 (ofpay.md); anything unlisted is unknown."""
+
+QUERY_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
+    {"1": Verdict.SUCCEEDED, "9": Verdict.FAILED, "0": Verdict.PROCESSING, "-1": Verdict.NOT_FOUND}
+)
+"""The plain-text bodies of query replies; `-1` is assumed, so it stays overridable like the rest."""
+
+GAME_STATES: Final[Mapping[str, Verdict]] = MappingProxyType(
+    {"0": Verdict.PROCESSING, "1": Verdict.SUCCEEDED, "9": Verdict.FAILED}
+)
+"""`game_state` of an accepted submit."""
+
+CALLBACK_CODES: Final[Mapping[str, Verdict]] = MappingProxyType({"1": Verdict.SUCCEEDED, "9": Verdict.FAILED})
+"""`ret_code` of callbacks."""
+
+_ACK: Final = HttpResponse(status=200, content_type="text/plain", body=b"success")
+_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
+# Expat would expand entities and fetch external ones if a DTD declared them: none may reach it.
+_DTD: Final = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_QUERY_ANSWER: Final = re.compile(rb"-?\d{1,4}")
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def userpws(password: str) -> str:
+    """What ofpay takes in place of the password: its MD5 over GBK bytes, lower hex."""
+    return hashlib.md5(password.encode("gbk"), usedforsecurity=False).hexdigest()
+
+
+def sign(*parts: str) -> str:
+    """ofpay's signature: MD5 of the concatenated `parts` (key last) over GBK bytes, UPPER hex."""
+    return hashlib.md5("".join(parts).encode("gbk"), usedforsecurity=False).hexdigest().upper()
+
+
+def callback_sign(userid: str, ret_code: str, sporder_id: str, keystr: str) -> str:
+    return sign(userid, ret_code, sporder_id, keystr)
+
+
+def china_time(timestamp: float) -> str:
+    """Unix seconds as ofpay's `yyyyMMddHHmmss` in China time (UTC+8, no daylight saving)."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(timestamp + CHINA_OFFSET_SECONDS))
+
+
+def encode_value(value: str) -> str:
+    """A query or form value percent-encoded from its GBK bytes; `UnicodeEncodeError` outside GBK."""
+    # Ids, skus and phone numbers need no escaping: skip the quoter's encode-and-scan for them.
+    if _UNRESERVED.fullmatch(value):
+        return value
+    return quote_plus(value, safe="", encoding="gbk", errors="strict")
+
+
+def read_form(data: bytes | str) -> dict[str, str]:
+    """A query string or form whose values are percent-encoded GBK bytes; `ValueError` if it is not one.
+
+    Raw non-ASCII, bytes that are not GB18030 (a superset of GBK), fields without `=`, repeated
+    fields and more than `MAX_FORM_FIELDS` fields are all refused.
+    """
+    text = (data.decode("ascii") if isinstance(data, bytes) else data).strip()
+    pairs = parse_qsl(
+        text,
+        keep_blank_values=True,
+        strict_parsing=True,
+        encoding="gb18030",
+        errors="strict",
+        max_num_fields=MAX_FORM_FIELDS,
+    )
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        raise ValueError("a field is repeated")
+    return fields
+
+
+class _Unreadable(Exception):
+    """A reply whose bytes are not an ofpay `orderinfo` document; becomes an `unknown` verdict."""
+
+
+class OfpayAdapter:
+    """ofpay for one supplier: everything that does not depend on the order is computed here once.
+
+    `cardnum` of a mobile order is the face value times the quantity, in whole yuan; of any other
+    order, the quantity. `build_submit` raises `ValueError` for an empty sku, a mobile face value
+    in fen, or a field GBK cannot encode, since only the order, not the settings, shows them.
+    `codes:` overrides apply to submit retcodes other than 1 and to the query's plain-text answers.
+    """
+
+    protocol: ClassVar[str] = "ofpay"
+    credential_keys: ClassVar[tuple[str, ...]] = ("userid", "password", "keystr")
+    max_query_batch: ClassVar[int] = 1
+
+    __slots__ = (
+        "_keystr",
+        "_query_codes",
+        "_query_url",
+        "_ret_url",
+        "_sign_prefix",
+        "_submit_codes",
+        "_submit_url",
+        "_userid",
+    )
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        problems: list[tuple[str, str]] = []
+        for key in self.credential_keys:
+            value = settings.credentials.get(key)
+            if value is None:
+                problems.append((f"credentials.{key}", "missing"))
+            elif not value:
+                problems.append((f"credentials.{key}", "empty"))
+            elif not _gbk_encodable(value):
+                problems.append((f"credentials.{key}", "has characters GBK cannot encode"))
+        parts = urlsplit(settings.base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            problems.append(("base_url", "must be an http:// or https:// URL without query or fragment"))
+        if problems:
+            raise InvalidSettings(problems)
+        userid = settings.credentials["userid"]
+        password_md5 = userpws(settings.credentials["password"])
+        base = settings.base_url.rstrip("/")
+        self._userid = userid.encode("gbk")
+        self._keystr = settings.credentials["keystr"].encode("gbk")
+        self._sign_prefix = self._userid + password_md5.encode("ascii")
+        # Everything in the URL before the first per-order value.
+        self._submit_url = f"{base}{SUBMIT_PATH}?userid={encode_value(userid)}&userpws={password_md5}&cardid="
+        self._query_url = f"{base}{QUERY_PATH}?userid={encode_value(userid)}&spbillid="
+        self._submit_codes = CodeTable(SUBMIT_CODES, settings.codes)
+        self._query_codes = CodeTable(QUERY_CODES, settings.codes)
+        # The last callback URL and its encoding: the gateway passes one URL per supplier, and
+        # quoting it is the dearest step of a submit.
+        self._ret_url = ("", "")
+
+    def build_submit(self, charge: Charge) -> HttpRequest:
+        if not charge.sku:
+            raise ValueError("ofpay needs a product code (cardid) as the offer's sku")
+        if charge.account_kind is AccountKind.MOBILE_CN:
+            yuan, fen = divmod(charge.face_value_cents * charge.quantity, 100)
+            if fen:
+                raise ValueError(f"ofpay phone top-ups take whole yuan, not {charge.face_value_cents} cents")
+            cardnum = str(yuan)
+        else:
+            cardnum = str(charge.quantity)
+        sporder_time = china_time(charge.timestamp)
+        callback_url, ret_url = self._ret_url
+        order_fields = f"{charge.sku}{cardnum}{charge.upstream_order_id}{sporder_time}{charge.account}"
+        try:
+            md5_str = (
+                hashlib.md5(
+                    self._sign_prefix + order_fields.encode("gbk") + self._keystr, usedforsecurity=False
+                )
+                .hexdigest()
+                .upper()
+            )
+            if callback_url != charge.callback_url:
+                ret_url = encode_value(charge.callback_url)
+                self._ret_url = (charge.callback_url, ret_url)
+            url = (
+                f"{self._submit_url}{encode_value(charge.sku)}&cardnum={cardnum}"
+                f"&sporder_id={encode_value(charge.upstream_order_id)}&sporder_time={sporder_time}"
+                f"&game_userid={encode_value(charge.account)}&md5_str={md5_str}"
+                f"&ret_url={ret_url}&version={VERSION}"
+            )
+        except UnicodeEncodeError as error:
+            bad = error.object[error.start : error.end]
+            raise ValueError(f"ofpay speaks GBK, which cannot encode {bad!r}") from error
+        return HttpRequest(method="GET", url=url, headers=_NO_HEADERS)
+
+    def parse_submit(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
+        return http_level_reply(upstream_order_id, reply, "submit") or self._classify(
+            upstream_order_id, reply
+        )
+
+    def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
+        (upstream_order_id,) = _one(upstream_order_ids)
+        return HttpRequest(
+            method="GET", url=self._query_url + encode_value(upstream_order_id), headers=_NO_HEADERS
+        )
+
+    def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
+        (upstream_order_id,) = _one(upstream_order_ids)
+        answer = http_level_reply(upstream_order_id, reply, "query") or self._query_answer(
+            upstream_order_id, reply
+        )
+        return {upstream_order_id: answer}
+
+    def parse_callback(self, callback: InboundCallback) -> SupplierReply:
+        try:
+            fields = read_form(callback.body)
+        except ValueError as error:
+            raise MalformedMessage(f"callback is not a GBK form: {excerpt(callback.body)}") from error
+        ret_code = fields.get("ret_code")
+        upstream_order_id = fields.get("sporder_id")
+        signature = fields.get("sign")
+        if not ret_code or not upstream_order_id or not signature:
+            raise MalformedMessage("callback lacks ret_code, sporder_id or sign")
+        try:
+            signed = (ret_code + upstream_order_id).encode("gbk")
+        except UnicodeEncodeError as error:
+            raise MalformedMessage("callback ret_code or sporder_id is outside GBK") from error
+        expected = hashlib.md5(self._userid + signed + self._keystr, usedforsecurity=False)
+        if not signature.isascii() or not hmac.compare_digest(
+            expected.hexdigest().upper(), signature.upper()
+        ):
+            raise BadSignature("callback signature does not verify")
+        return SupplierReply(
+            upstream_order_id=upstream_order_id,
+            verdict=CALLBACK_CODES.get(ret_code, Verdict.UNKNOWN),
+            code=ret_code,
+            message=fields.get("err_msg") or None,
+        )
+
+    def acknowledge(self) -> HttpResponse:
+        return _ACK
+
+    def _classify(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
+        try:
+            order = _orderinfo(reply.body)
+        except _Unreadable as problem:
+            return _unknown(upstream_order_id, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
+        retcode = _text(order.get("retcode"))
+        if not retcode:
+            return _unknown(upstream_order_id, f"HTTP {reply.status}, no retcode: {excerpt(reply.body)}")
+        message = _text(order.get("err_msg"))
+        echoed = order.get("sporder_id")
+        if echoed is not None and echoed != upstream_order_id:
+            return _unknown(upstream_order_id, f"reply is about order {echoed!r}", retcode)
+        if retcode != ACCEPTED:
+            return SupplierReply(
+                upstream_order_id=upstream_order_id,
+                verdict=self._submit_codes.verdict(retcode),
+                code=retcode,
+                message=message,
+            )
+        if echoed is None:
+            # Only the echo ties an acceptance to this order rather than to some other request.
+            return _unknown(
+                upstream_order_id, f"accepted reply names no sporder_id: {excerpt(reply.body)}", retcode
+            )
+        state = _text(order.get("game_state"))
+        verdict = GAME_STATES.get(state or "", Verdict.UNKNOWN)
+        if verdict is Verdict.UNKNOWN:
+            message = f"game_state {state!r} is not 0, 1 or 9"
+        return SupplierReply(
+            upstream_order_id=upstream_order_id,
+            verdict=verdict,
+            code=retcode,
+            message=message,
+            supplier_order_id=_text(order.get("orderid")),
+            cost_cents=_cents(order.get("ordercash")),
+        )
+
+    def _query_answer(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
+        answer = reply.body.strip()
+        if reply.status != 200 or not _QUERY_ANSWER.fullmatch(answer):
+            return _unknown(
+                upstream_order_id, f"HTTP {reply.status}, not a query answer: {excerpt(reply.body)}"
+            )
+        code = answer.decode("ascii")
+        return SupplierReply(
+            upstream_order_id=upstream_order_id,
+            verdict=self._query_codes.verdict(code),
+            code=code,
+            message=None if code in self._query_codes else f"unlisted query answer {code!r}",
+        )
+
+
+def _orderinfo(body: bytes) -> Mapping[str, object]:
+    """The children of a reply's `orderinfo` element, or `_Unreadable`."""
+    if not body.strip():
+        raise _Unreadable("empty body")
+    try:
+        # GB18030 extends GB2312 and GBK byte for byte; Expat reads none of them, so decode here.
+        text = body.decode("gb18030").lstrip()
+    except UnicodeDecodeError as error:
+        raise _Unreadable("not GB2312") from error
+    if _DTD.search(text):
+        raise _Unreadable("DTD refused")
+    if text.startswith("<?xml"):
+        # The declaration names an encoding the text no longer has.
+        text = text[text.find("?>") + 2 :]
+    try:
+        document = xmltodict.parse(text, disable_entities=True, xml_attribs=False)
+    except (ExpatError, ValueError) as error:
+        raise _Unreadable("not well-formed XML") from error
+    order = document.get("orderinfo") if isinstance(document, dict) else None
+    if not isinstance(order, dict):
+        raise _Unreadable("no orderinfo")
+    return order
+
+
+def _gbk_encodable(value: str) -> bool:
+    try:
+        value.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> SupplierReply:
+    return SupplierReply(
+        upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _cents(value: object) -> int | None:
+    """An optional amount; one we cannot read must not spoil an otherwise clear answer."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_cents(value)
+    except ValueError:
+        return None
+
+
+def _one(upstream_order_ids: Sequence[str]) -> tuple[str]:
+    if len(upstream_order_ids) != 1:
+        raise ValueError(f"ofpay queries one order at a time, not {len(upstream_order_ids)}")
+    return (upstream_order_ids[0],)
