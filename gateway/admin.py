@@ -54,14 +54,21 @@ def _supplier_view(supplier: Supplier) -> dict[str, object]:
     return {
         "name": supplier.name,
         "protocol": supplier.config.protocol,
-        "state": "closed",
+        "state": supplier.circuit.label,
         "disabled": supplier.disabled,
         "routable": supplier.routable,
-        "success_rate": None,
-        "latency_p50_seconds": None,
-        "latency_p99_seconds": None,
+        "success_rate": supplier.success_rate(),
+        "latency_p50_seconds": supplier.latency.quantile(0.5),
+        "latency_p99_seconds": supplier.latency.quantile(0.99),
         "inflight": supplier.inflight,
-        "rate_limit": {"rate": limit.rate, "per_seconds": limit.per, "burst": limit.burst},
+        "max_concurrency": supplier.config.max_concurrency,
+        "open_for_seconds": round(supplier.breaker.open_remaining(), 3),
+        "rate_limit": {
+            "rate": limit.rate,
+            "per_seconds": limit.per,
+            "burst": limit.burst,
+            "max_wait_seconds": limit.max_wait,
+        },
     }
 
 

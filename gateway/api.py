@@ -10,7 +10,6 @@ from gateway.middleware import json_response
 from gateway.order import public_view
 from gateway.runtime import RUNTIME
 
-NO_SUPPLIER_RETRY_AFTER_SECONDS = 5
 routes = web.RouteTableDef()
 
 
@@ -29,16 +28,13 @@ async def place_order(request: web.Request) -> web.Response:
     intake = read_order_request(body, shop, runtime.catalog, runtime.config.orders.sync_wait)
 
     plan = runtime.router.plan(intake.product)
-    if plan:
+    try:
         order, created = await runtime.orders.place(shop, intake.request, intake.product, plan)
-    else:
+    except NoSupplierAvailable:
         # A retry of an order accepted earlier still gets that order, not a 503.
         existing = await runtime.store.get_order(shop, intake.request.order_id)
         if existing is None:
-            raise NoSupplierAvailable(
-                "every offer for this product is disabled or open-circuit",
-                headers={"Retry-After": str(NO_SUPPLIER_RETRY_AFTER_SECONDS)},
-            )
+            raise
         order, created = existing, False
 
     if not created:

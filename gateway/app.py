@@ -22,6 +22,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
 from gateway.orders import OrderService
+from gateway.ratelimit import MemoryRateState
 from gateway.reconciler import Reconciler
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
@@ -97,8 +98,8 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
         session = new_session()
         try:
             catalog = Catalog(config)
-            suppliers = build_suppliers(config, metrics)
-            router = Router(suppliers, rng)
+            suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=MemoryRateState())
+            router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
             orders = OrderService(
                 config=config.orders,

@@ -46,3 +46,21 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._wall += seconds
         self._mono += seconds
+
+
+class ShiftedClock:
+    """The real clock moved forward on demand: for end-to-end tests that skip past windows."""
+
+    __slots__ = ("_shift",)
+
+    def __init__(self) -> None:
+        self._shift = 0.0
+
+    def now(self) -> float:
+        return time.time() + self._shift
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._shift
+
+    def advance(self, seconds: float) -> None:
+        self._shift += seconds

@@ -7,8 +7,9 @@ the background tasks that outlive a shop's request; the decisions themselves are
 from __future__ import annotations
 
 import asyncio
+import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Final, assert_never
@@ -17,6 +18,7 @@ from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verd
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
+from gateway.errors import NoSupplierAvailable
 from gateway.identifiers import new_order_uid
 from gateway.lifecycle import Next, Transition, UnknownAttempt, apply_reply, exhaust, start_attempt
 from gateway.locks import KeyedLocks
@@ -25,11 +27,12 @@ from gateway.metrics import Metrics, ProductMetrics
 from gateway.order import Order, OrderRequest, OrderStatus, Reason, order_uid_of, upstream_order_id
 from gateway.routing import Router
 from gateway.store import StaleOrder, Store
-from gateway.suppliers import Supplier
+from gateway.suppliers import Permit, Supplier
 from gateway.upstream import Upstream
 
 log = get_logger(__name__)
 SAVE_RETRIES: Final = 5
+DEFAULT_RETRY_AFTER_SECONDS: Final = 30  # when every offer is disabled: nothing says how long
 # On a processing order, a last attempt in one of these certainly charged nothing.
 RETRYABLE: Final = frozenset({Outcome.FAILED, Outcome.NOT_EXECUTED})
 
@@ -92,8 +95,17 @@ class OrderService:
     ) -> tuple[Order, bool]:
         """Create the order (or find the one with this id) and start driving it if it is new.
 
-        The first attempt is part of the created order: one durable write before the submit leaves.
+        A supplier is admitted (breaker, concurrency, rate limit) before anything is recorded, and
+        the first attempt is part of the created order: one durable write before the submit leaves.
+        Raises `NoSupplierAvailable` when no offer is admitted.
         """
+        admitted = await self._admit(plan)
+        if admitted is None:
+            raise NoSupplierAvailable(
+                "every offer for this product is disabled, open-circuit, saturated or rate-limited",
+                headers={"Retry-After": str(self.retry_after(product.offers))},
+            )
+        offer, permit = admitted
         now = self._clock.now()
         uid = new_order_uid(now, self._rng)
         order = Order(
@@ -104,15 +116,34 @@ class OrderService:
             created_at=now,
             updated_at=now,
         )
-        first = plan[0] if plan else None
-        if first is not None:
-            order = self._begin(order, first)
-        stored, created = await self._store.create_order(order)
-        if created:
-            self._metrics.processing[Reason.AWAITING_SUPPLIER] += 1
-            self._live[uid] = stored
-            self._spawn(self._route(uid, product, first))
-        return stored, created
+        order = self._begin(order, offer)
+        try:
+            stored, created = await self._store.create_order(order)
+        except BaseException:
+            await self._suppliers[offer.supplier].abandon(permit)
+            raise
+        if not created:
+            await self._suppliers[offer.supplier].abandon(permit)
+            return stored, False
+        self._metrics.processing[Reason.AWAITING_SUPPLIER] += 1
+        self._live[uid] = stored
+        self._spawn(self._route(uid, product, (offer, permit)))
+        return stored, True
+
+    def retry_after(self, offers: Sequence[OfferConfig]) -> int:
+        """Whole seconds until one of `offers` may take orders again, for a 503's Retry-After."""
+        soonest = min((self._suppliers[o.supplier].retry_after() for o in offers), default=float("inf"))
+        return DEFAULT_RETRY_AFTER_SECONDS if soonest == float("inf") else max(1, math.ceil(soonest))
+
+    async def _admit(self, plan: Sequence[OfferConfig]) -> tuple[OfferConfig, Permit] | None:
+        """The first offer of `plan` whose supplier lets a request through now."""
+        for offer in plan:
+            supplier = self._suppliers[offer.supplier]
+            permit = await supplier.admit()
+            if isinstance(permit, Permit):
+                return offer, permit
+            log.debug("supplier_skipped", supplier=supplier.name, why=permit.value)
+        return None
 
     async def wait_final(self, order: Order, timeout_seconds: float) -> Order:
         """The order once final, or as it is when `timeout_seconds` have passed."""
@@ -133,30 +164,33 @@ class OrderService:
 
     # -- driving ---------------------------------------------------------------------------
 
-    async def _route(self, uid: str, product: ProductConfig, recorded: OfferConfig | None = None) -> None:
+    async def _route(
+        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None = None
+    ) -> None:
         """Try offers until one accepts, ends the order, or leaves the outcome unknown (then wait).
 
-        `recorded` is an offer whose attempt is already saved as the order's last: send it first.
+        `admitted` is an offer whose attempt is already saved as the order's last: send it first.
         """
-        offer = recorded
         while True:
-            if offer is None:
-                offer = await self._next_offer(uid, product)
-                if offer is None:
+            if admitted is None:
+                admitted = await self._next_offer(uid, product)
+                if admitted is None:
                     return
+            offer, permit = admitted
             order = self._live.get(uid)
-            if order is None:
-                return
             supplier = self._suppliers[offer.supplier]
+            if order is None:
+                await supplier.abandon(permit)
+                return
             upstream_id = order.attempts[-1].upstream_order_id
-            reply, duration_ms = await self._submit(supplier, order, product, offer, upstream_id)
+            reply, duration_ms = await self._submit(supplier, permit, order, product, offer, upstream_id)
             result = await self.apply(reply, duration_ms=duration_ms)
             if result is None or result.next is not Next.TRY_NEXT_OFFER:
                 return
-            offer = None
+            admitted = None
 
-    async def _next_offer(self, uid: str, product: ProductConfig) -> OfferConfig | None:
-        """Record the next attempt durably and return its offer; None when there is nothing to send."""
+    async def _next_offer(self, uid: str, product: ProductConfig) -> tuple[OfferConfig, Permit] | None:
+        """Admit the next offer and record its attempt durably; None when there is nothing to send."""
         order = await self._current(uid)
         if order is None or order.status.final:
             return None
@@ -166,13 +200,17 @@ class OrderService:
             return None
         tried = {a.supplier for a in order.attempts}
         plan = self._router.plan(product, tried) if len(order.attempts) < self._config.max_attempts else []
-        if not plan:
+        admitted = await self._admit(plan)
+        if admitted is None:
             await self.transition(uid, _step(self._exhausted, Next.FINISHED))
             return None
-        offer = plan[0]
+        offer, permit = admitted
         # Durable before the request leaves: a crash from here on is reconciled, never resent.
         transition = await self.transition(uid, _step(partial(self._begin, offer=offer), Next.AWAIT_RESULT))
-        return offer if transition is not None else None
+        if transition is None:
+            await self._suppliers[offer.supplier].abandon(permit)
+            return None
+        return admitted
 
     def _begin(self, order: Order, offer: OfferConfig) -> Order:
         return start_attempt(
@@ -185,7 +223,13 @@ class OrderService:
         )
 
     async def _submit(
-        self, supplier: Supplier, order: Order, product: ProductConfig, offer: OfferConfig, upstream_id: str
+        self,
+        supplier: Supplier,
+        permit: Permit,
+        order: Order,
+        product: ProductConfig,
+        offer: OfferConfig,
+        upstream_id: str,
     ) -> tuple[SupplierReply, int | None]:
         charge = Charge(
             upstream_order_id=upstream_id,
@@ -203,10 +247,12 @@ class OrderService:
         except ValueError as exc:
             # Nothing left the gateway: the offer cannot be sent as configured.
             log.error("supplier_request_unbuildable", supplier=supplier.name, error=str(exc))
+            await supplier.abandon(permit)
             return SupplierReply(
                 upstream_order_id=upstream_id, verdict=Verdict.NOT_EXECUTED, message=str(exc)
             ), None
         reply, exchange = await self._upstream.submit(supplier, upstream_id, request)
+        await supplier.finish(permit, reply, sent=exchange.sent, seconds=exchange.seconds)
         log.debug(
             "supplier_request_completed",
             supplier=supplier.name,

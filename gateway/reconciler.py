@@ -21,7 +21,7 @@ from gateway.logs import get_logger
 from gateway.order import Attempt, Order, Reason
 from gateway.orders import OrderService
 from gateway.store import Store
-from gateway.suppliers import Supplier
+from gateway.suppliers import Permit, Supplier
 from gateway.upstream import Upstream
 
 log = get_logger(__name__)
@@ -97,8 +97,15 @@ class Reconciler:
         return SweepReport(queried=queried, settled=settled, manual_review=reviews)
 
     async def _query(self, supplier: Supplier, batch: Sequence[Attempt], now: float) -> int:
+        permit = await supplier.admit(for_query=True)
+        if not isinstance(permit, Permit):
+            # Queries count against the supplier's limit too; these wait for the next sweep.
+            log.debug("reconcile_deferred", supplier=supplier.name, why=permit.value, orders=len(batch))
+            return 0
         ids = [attempt.upstream_order_id for attempt in batch]
-        replies = await self._upstream.query(supplier, ids, now)
+        replies, exchange = await self._upstream.query(supplier, ids, now)
+        signal = next((r for r in replies.values() if r.throttled), None) or next(iter(replies.values()))
+        await supplier.finish(permit, signal, sent=exchange.sent, seconds=exchange.seconds)
         settled = 0
         for upstream_id in ids:
             reply = replies.get(upstream_id)

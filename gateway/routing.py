@@ -1,16 +1,27 @@
 """Which offers of a product to try, in which order: `priority`, `weighted`, `cheapest` and `adaptive`.
 
-Only orders offers; it never sends, and it skips suppliers that are not routable right now.
+Only orders offers; it never sends. Suppliers that are disabled, open-circuit or saturated are left
+out; the rate limit is asked when an offer is admitted.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import assert_never
+from typing import Final, assert_never
 
+from gateway.clock import Clock
 from gateway.config.model import OfferConfig, ProductConfig, Routing
 from gateway.suppliers import Supplier
+
+# Adaptive routing: a Beta prior worth PRIOR_CALLS calls at PRIOR_RATE success, so a cold supplier
+# starts near the middle instead of at 0 or 1; EXPLORE_SHARE of orders try a lower-scored
+# supplier first, so one that has recovered is noticed.
+PRIOR_CALLS: Final = 10.0
+PRIOR_RATE: Final = 0.9
+EXPLORE_SHARE: Final = 0.05
+LATENCY_SCALE_SECONDS: Final = 1.0
+SCORE_TTL_SECONDS: Final = 1.0
 
 
 def _weighted_shuffle(offers: Sequence[OfferConfig], rng: random.Random) -> list[OfferConfig]:
@@ -23,19 +34,18 @@ def _weighted_shuffle(offers: Sequence[OfferConfig], rng: random.Random) -> list
 class Router:
     """Plans the offers for one order from the product's routing mode."""
 
-    def __init__(self, suppliers: Mapping[str, Supplier], rng: random.Random) -> None:
+    def __init__(self, suppliers: Mapping[str, Supplier], rng: random.Random, clock: Clock) -> None:
         self._suppliers = suppliers
         self._rng = rng
+        self._clock = clock
+        # Supplier health changes slowly next to the order rate: scores are reused for a second.
+        self._health_scores: dict[str, tuple[float, float]] = {}
         self._modes: Mapping[Routing, Callable[[Sequence[OfferConfig]], list[OfferConfig]]] = {
             Routing.PRIORITY: self._by_priority,
             Routing.WEIGHTED: lambda offers: _weighted_shuffle(offers, self._rng),
             Routing.CHEAPEST: lambda offers: sorted(offers, key=lambda o: (o.cost, o.priority)),
-            Routing.ADAPTIVE: self._by_priority,
+            Routing.ADAPTIVE: self._adaptive,
         }
-
-    def available(self, product: ProductConfig) -> bool:
-        """Whether any offer could be tried now (else the API answers 503 and records nothing)."""
-        return any(self._routable(offer) for offer in product.offers)
 
     def plan(self, product: ProductConfig, tried: Collection[str] = ()) -> list[OfferConfig]:
         """Routable offers not yet tried for this order, best first."""
@@ -49,6 +59,19 @@ class Router:
             case _:
                 assert_never(mode)
 
+    def health_score(self, supplier: Supplier) -> float:
+        """Success rate (with a prior) discounted by median latency: 1 is perfect, cached for a second."""
+        now = self._clock.monotonic()
+        cached = self._health_scores.get(supplier.name)
+        if cached is not None and now - cached[0] < SCORE_TTL_SECONDS:
+            return cached[1]
+        counts = supplier.health.counts(now)
+        success = (counts.successes + PRIOR_CALLS * PRIOR_RATE) / (counts.calls + PRIOR_CALLS)
+        median = supplier.latency.quantile(0.5) or 0.0
+        score = success**4 / (1.0 + median / LATENCY_SCALE_SECONDS)
+        self._health_scores[supplier.name] = (now, score)
+        return score
+
     def _routable(self, offer: OfferConfig) -> bool:
         supplier = self._suppliers.get(offer.supplier)
         return supplier is not None and supplier.routable
@@ -59,3 +82,15 @@ class Router:
         for priority in sorted({o.priority for o in offers}):
             ordered.extend(_weighted_shuffle([o for o in offers if o.priority == priority], self._rng))
         return ordered
+
+    def _adaptive(self, offers: Sequence[OfferConfig]) -> list[OfferConfig]:
+        """Best health first, cost breaking near-ties; now and then a lower-scored supplier goes first."""
+        cheapest = min(o.cost for o in offers) or 1
+        scored = sorted(
+            offers,
+            key=lambda o: self.health_score(self._suppliers[o.supplier]) * (cheapest / max(o.cost, 1)) ** 2,
+            reverse=True,
+        )
+        if self._rng.random() < EXPLORE_SHARE:
+            scored.insert(0, scored.pop(self._rng.randrange(1, len(scored))))
+        return scored

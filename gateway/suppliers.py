@@ -1,46 +1,180 @@
-"""Each configured supplier at run time: its adapter, timeouts, metric children and operator switches.
+"""Each configured supplier at run time: adapter, timeouts, metric children, and its gate.
 
-Built once from the configuration; per-order code only reads these.
+The gate admits a request only when the supplier is enabled, its breaker lets it through, it has
+room under `max_concurrency` and a rate-limit slot comes within `max_wait`. After the request,
+`finish` feeds the breaker and health record and honours throttling. Built once from the
+configuration; per-order code only calls `admit` and `finish`.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
 
 from aiohttp import ClientTimeout
 
-from adapters.interface import AdapterSettings, SupplierAdapter
+from adapters.interface import AdapterSettings, Outcome, SupplierAdapter, SupplierReply
 from adapters.registry import adapter_factory
+from gateway.breaker import CircuitBreaker, CircuitState, Probe
+from gateway.clock import Clock
 from gateway.config.model import GatewayConfig, SupplierConfig
+from gateway.health import CallWindow, LatencySample
 from gateway.metrics import Metrics, SupplierMetrics
+from gateway.ratelimit import RateLimiter, RateState
+
+HEALTH_WINDOW_SECONDS: Final = 60.0
+THROTTLE_BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+ANSWERED: Final = frozenset({Outcome.PROCESSING, Outcome.SUCCEEDED, Outcome.PARTIAL})
 
 
-@dataclass(slots=True, kw_only=True)
+class Refusal(StrEnum):
+    """Why the gateway itself did not send a request to a supplier."""
+
+    DISABLED = "disabled"
+    CIRCUIT_OPEN = "circuit_open"
+    SATURATED = "saturated"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """One admitted request: report it with `Supplier.finish`, or give it back with `abandon`."""
+
+    probe: Probe
+    counts_for_breaker: bool
+
+
 class Supplier:
-    name: str
-    config: SupplierConfig
-    adapter: SupplierAdapter
-    timeout: ClientTimeout
-    metrics: SupplierMetrics
-    callback_url: str
-    disabled: bool = False
-    inflight: int = 0  # read by the inflight gauge at scrape time, so requests cost one integer add
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: SupplierConfig,
+        adapter: SupplierAdapter,
+        metrics: SupplierMetrics,
+        callback_url: str,
+        limiter: RateLimiter,
+        breaker: CircuitBreaker,
+        clock: Clock,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.adapter = adapter
+        self.metrics = metrics
+        self.callback_url = callback_url
+        self.limiter = limiter
+        self.breaker = breaker
+        # Connect is bounded on its own so that "never reached it" stays distinguishable from
+        # "sent, then no answer" (see upstream.py).
+        self.timeout = ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_connect=config.connect_timeout
+        )
+        self.disabled = config.disabled
+        self.inflight = 0
+        self.health = CallWindow(HEALTH_WINDOW_SECONDS)
+        self.latency = LatencySample()
+        self._clock = clock
+        self._throttle_streak = 0
+        # Read at scrape time: per-request code only changes plain attributes.
+        metrics.inflight.set_function(lambda: float(self.inflight))
+        metrics.up.set_function(lambda: 1.0 if self.routable else 0.0)
+        metrics.circuit_state.set_function(lambda: float(self.breaker.state.value))
 
     @property
     def routable(self) -> bool:
-        return not self.disabled
+        """Whether routing should consider this supplier now (the rate limit is asked at `admit`)."""
+        return not self.disabled and self.inflight < self.config.max_concurrency and self.breaker.available()
+
+    @property
+    def circuit(self) -> CircuitState:
+        return self.breaker.state
 
     def set_disabled(self, disabled: bool) -> None:
         self.disabled = disabled
-        self.metrics.up.set(0 if disabled else 1)
+
+    async def admit(self, *, for_query: bool = False) -> Permit | Refusal:
+        """Let one request through the gate, waiting at most `max_wait` for a rate-limit slot.
+
+        Queries skip the breaker: following up an order matters most when the supplier is unwell.
+        """
+        if self.disabled and not for_query:
+            return Refusal.DISABLED
+        probe = None
+        if not for_query:
+            probe = self.breaker.allow()
+            if probe is None:
+                return Refusal.CIRCUIT_OPEN
+        if self.inflight >= self.config.max_concurrency:
+            self._give_back(probe)
+            return Refusal.SATURATED
+        waited = await self.limiter.acquire()
+        if waited is None:
+            self.metrics.rate_limited["rejected"].inc()
+            self._give_back(probe)
+            return Refusal.RATE_LIMITED
+        if waited:
+            self.metrics.rate_limited["waited"].inc()
+        if probe is None:
+            return Permit(_NO_PROBE, counts_for_breaker=False)
+        return Permit(probe, counts_for_breaker=True)
+
+    async def abandon(self, permit: Permit) -> None:
+        """The admitted request will not be sent after all: its slot and probe go back."""
+        await self.limiter.release()
+        if permit.counts_for_breaker:
+            self.breaker.record(permit.probe, failed=False, seconds=0.0)
+
+    async def finish(self, permit: Permit, reply: SupplierReply, *, sent: bool, seconds: float) -> None:
+        """Record how an admitted request went: breaker, health, and the supplier's wish to slow down."""
+        outcome = reply.outcome
+        # Failing means unwell: never reached, or no trustworthy answer. A clear refusal is an answer.
+        failed = not sent or outcome is Outcome.UNKNOWN
+        delivered = outcome in ANSWERED
+        if permit.counts_for_breaker:
+            self.breaker.record(permit.probe, failed=failed, seconds=seconds, delivered=delivered)
+            self.health.record(
+                self._clock.monotonic(), failed=failed or not delivered, slow=False, delivered=delivered
+            )
+            self.latency.add(seconds)
+        if reply.throttled:
+            pause = reply.retry_after_seconds
+            if pause is None:
+                pause = THROTTLE_BACKOFF_SECONDS[
+                    min(self._throttle_streak, len(THROTTLE_BACKOFF_SECONDS) - 1)
+                ]
+            self._throttle_streak += 1
+            await self.limiter.pause(pause)
+        elif sent:
+            self._throttle_streak = 0
+
+    def retry_after(self) -> float:
+        """Seconds until this supplier might take a request again (0 if it might now)."""
+        if self.disabled:
+            return float("inf")
+        return self.breaker.open_remaining()
+
+    def success_rate(self) -> float | None:
+        counts = self.health.counts(self._clock.monotonic())
+        return counts.successes / counts.calls if counts.calls else None
+
+    def _give_back(self, probe: Probe | None) -> None:
+        if probe is not None:
+            self.breaker.record(probe, failed=False, seconds=0.0)
+
+
+_NO_PROBE: Final = Probe(-2, 0.0)
 
 
 def callback_url(public_url: str, supplier: str) -> str:
     return f"{public_url.rstrip('/')}/callbacks/{supplier}"
 
 
-def build_suppliers(config: GatewayConfig, metrics: Metrics) -> Mapping[str, Supplier]:
+def build_suppliers(
+    config: GatewayConfig, metrics: Metrics, *, clock: Clock, rng: random.Random, rate_state: RateState
+) -> Mapping[str, Supplier]:
     suppliers: dict[str, Supplier] = {}
     for name, sc in config.suppliers.items():
         adapter = adapter_factory(sc.protocol)(
@@ -51,17 +185,16 @@ def build_suppliers(config: GatewayConfig, metrics: Metrics) -> Mapping[str, Sup
                 codes=sc.codes,
             )
         )
-        supplier = Supplier(
+        suppliers[name] = Supplier(
             name=name,
             config=sc,
             adapter=adapter,
-            # Connect is bounded on its own so that "never reached it" stays distinguishable
-            # from "sent, then no answer" (see upstream.py).
-            timeout=ClientTimeout(total=None, connect=sc.connect_timeout, sock_connect=sc.connect_timeout),
             metrics=metrics.supplier(name),
             callback_url=callback_url(config.server.public_url, name),
+            limiter=RateLimiter(name, sc.rate_limit, rate_state, clock),
+            breaker=CircuitBreaker(
+                sc.breaker, clock, rng, probe_expiry_seconds=sc.connect_timeout + sc.timeout + 1.0
+            ),
+            clock=clock,
         )
-        supplier.metrics.inflight.set_function(lambda s=supplier: float(s.inflight))  # type: ignore[misc]
-        supplier.set_disabled(sc.disabled)
-        suppliers[name] = supplier
     return suppliers

@@ -66,7 +66,7 @@ class Upstream:
 
     async def query(
         self, supplier: Supplier, upstream_order_ids: Sequence[str], timestamp: float
-    ) -> Mapping[str, SupplierReply]:
+    ) -> tuple[Mapping[str, SupplierReply], Exchange]:
         request = supplier.adapter.build_query(upstream_order_ids, timestamp)
         exchange = await self._exchange(supplier, request, "query")
         replies: Mapping[str, SupplierReply] | None = None
@@ -83,7 +83,7 @@ class Upstream:
             }
         for reply in replies.values():
             supplier.metrics.requests["query", reply.outcome].inc()
-        return replies
+        return replies, exchange
 
     async def _exchange(self, supplier: Supplier, request: HttpRequest, operation: str) -> Exchange:
         metrics = supplier.metrics

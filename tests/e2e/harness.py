@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer, unused_port
 
 from gateway.app import create_app
 from gateway.auth import request_signature
-from gateway.clock import ManualClock
+from gateway.clock import ShiftedClock
 from gateway.config.loader import parse_config
 from gateway.config.model import GatewayConfig, SimulateConfig
 from gateway.runtime import RUNTIME, Runtime
@@ -149,7 +149,7 @@ class Deployment:
     shop: Shop
     simulators: dict[str, Simulator]
     session: ClientSession
-    clock: ManualClock
+    clock: ShiftedClock
 
     @property
     def runtime(self) -> Runtime:
@@ -192,9 +192,9 @@ async def deploy(
     port: int | None = None,
     **options: Any,
 ) -> Deployment:
-    """A gateway on a manual clock that starts at the real time: tests move it to pass windows."""
+    """A gateway on the real clock, shifted forward when a test moves it to pass a window."""
     port = port or unused_port()
-    clock = ManualClock(wall=time.time(), mono=time.monotonic())
+    clock = ShiftedClock()
     simulators: dict[str, Simulator] = {}
     specs: dict[str, SupplierSpec] = {}
     for name, spec in suppliers.items():

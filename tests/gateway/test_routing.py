@@ -6,9 +6,11 @@ import random
 from collections import Counter
 from collections.abc import Mapping
 
+from gateway.clock import ManualClock
 from gateway.config.loader import parse_config
 from gateway.config.model import GatewayConfig, OfferConfig
 from gateway.metrics import Metrics
+from gateway.ratelimit import MemoryRateState
 from gateway.routing import Router
 from gateway.suppliers import Supplier, build_suppliers
 
@@ -46,8 +48,10 @@ products:
 
 def setup() -> tuple[Router, Mapping[str, Supplier], GatewayConfig]:
     config = parse_config(CONFIG, {})
-    suppliers = build_suppliers(config, Metrics())
-    return Router(suppliers, random.Random(7)), suppliers, config
+    clock = ManualClock()
+    rng = random.Random(7)
+    suppliers = build_suppliers(config, Metrics(), clock=clock, rng=rng, rate_state=MemoryRateState())
+    return Router(suppliers, rng, clock), suppliers, config
 
 
 def names(offers: list[OfferConfig]) -> list[str]:
@@ -84,6 +88,6 @@ def test_tried_and_disabled_suppliers_are_skipped() -> None:
     assert names(router.plan(product, tried={"b"})) == ["c"]
     suppliers["c"].set_disabled(True)
     assert router.plan(product, tried={"b"}) == []
-    assert router.available(product)
+    assert names(router.plan(product)) == ["b"]
     suppliers["b"].set_disabled(True)
-    assert not router.available(product)
+    assert router.plan(product) == []

@@ -324,7 +324,7 @@ async def test_closing_the_server_cancels_pending_work(make_supplier: MakeSuppli
 
 
 def test_unknown_protocol_lists_the_valid_ones() -> None:
-    with pytest.raises(UnknownSimulator, match="valid: .*fulu"):
+    with pytest.raises(UnknownSimulator, match=r"valid: .*fulu"):
         build_simulator("nope", credentials={}, knobs=SimulateConfig(), callback_url="http://h/cb")
 
 
