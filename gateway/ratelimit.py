@@ -8,23 +8,34 @@ by pushing its schedule into the future. Memory state now; a Redis state runs th
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from gateway.clock import Clock
 from gateway.config.model import RateLimitConfig
 
+NS: Final = 1_000_000_000
+
+
+def to_ns(seconds: float) -> int:
+    return round(seconds * NS)
+
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """GCRA parameters: one request per `interval`, `tolerance` seconds of burst ahead of schedule."""
+    """GCRA parameters in integer nanoseconds: one request per `interval`, `tolerance` of burst.
 
-    interval: float
-    tolerance: float
+    Integers, because summed float intervals drift below `per` and would let one request too many
+    into a window; the interval is rounded up for the same reason.
+    """
+
+    interval: int
+    tolerance: int
 
     @classmethod
     def of(cls, limit: RateLimitConfig) -> Schedule:
-        interval = limit.per / limit.rate
+        interval = math.ceil(to_ns(limit.per) / limit.rate)
         return cls(interval=interval, tolerance=limit.burst * interval)
 
 
@@ -54,26 +65,30 @@ class MemoryRateState:
     __slots__ = ("_tat",)
 
     def __init__(self) -> None:
-        self._tat: dict[str, float] = {}
+        self._tat: dict[str, int] = {}
 
     async def reserve(self, key: str, now: float, schedule: Schedule, max_wait: float) -> float | None:
-        tat = self._tat.get(key, now)
-        wait = tat - schedule.tolerance - now
-        if wait > max_wait:
+        now_ns = to_ns(now)
+        tat = self._tat.get(key, now_ns)
+        wait = tat - schedule.tolerance - now_ns
+        if wait > to_ns(max_wait):
             return None
-        self._tat[key] = max(tat, now) + schedule.interval
-        return max(wait, 0.0)
+        self._tat[key] = max(tat, now_ns) + schedule.interval
+        return max(wait, 0) / NS
 
     async def release(self, key: str, schedule: Schedule) -> None:
         if key in self._tat:
             self._tat[key] -= schedule.interval
 
     async def pause(self, key: str, until: float, schedule: Schedule) -> None:
-        # Arrival times pushed past `until` by the tolerance: the burst allowance starts afresh then.
-        self._tat[key] = max(self._tat.get(key, until), until + schedule.tolerance)
+        # Past `until` by the tolerance: nothing before it, then the steady pace with no burst, since
+        # a supplier that just throttled us should not meet a rush the moment the pause ends.
+        until_ns = to_ns(until)
+        self._tat[key] = max(self._tat.get(key, until_ns), until_ns + schedule.tolerance)
 
     async def ready_in(self, key: str, now: float, schedule: Schedule) -> float:
-        return max(self._tat.get(key, now) - schedule.tolerance - now, 0.0)
+        now_ns = to_ns(now)
+        return max(self._tat.get(key, now_ns) - schedule.tolerance - now_ns, 0) / NS
 
 
 class RateLimiter:

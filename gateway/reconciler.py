@@ -90,18 +90,20 @@ class Reconciler:
         for name, attempts in due.items():
             supplier = self._suppliers[name]
             for batch in _batches(attempts, supplier.adapter.max_query_batch):
-                queried += len(batch)
-                settled += await self._query(supplier, batch, now)
+                asked, answered = await self._query(supplier, batch, now)
+                queried += asked
+                settled += answered
         if queried or reviews:
             log.info("reconcile_swept", queried=queried, settled=settled, manual_review=reviews)
         return SweepReport(queried=queried, settled=settled, manual_review=reviews)
 
-    async def _query(self, supplier: Supplier, batch: Sequence[Attempt], now: float) -> int:
+    async def _query(self, supplier: Supplier, batch: Sequence[Attempt], now: float) -> tuple[int, int]:
+        """Query one batch: (orders asked about, orders the answers settled)."""
         permit = await supplier.admit(for_query=True)
         if not isinstance(permit, Permit):
             # Queries count against the supplier's limit too; these wait for the next sweep.
             log.debug("reconcile_deferred", supplier=supplier.name, why=permit.value, orders=len(batch))
-            return 0
+            return 0, 0
         ids = [attempt.upstream_order_id for attempt in batch]
         replies, exchange = await self._upstream.query(supplier, ids, now)
         signal = next((r for r in replies.values() if r.throttled), None) or next(iter(replies.values()))
@@ -120,7 +122,7 @@ class Reconciler:
                 result=result,
             )
             settled += reply.outcome not in OPEN_OUTCOMES
-        return settled
+        return len(ids), settled
 
     async def _to_manual_review(self, order: Order) -> int:
         def review(current: Order) -> Transition:

@@ -110,8 +110,11 @@ class Supplier:
         if self.inflight >= self.config.max_concurrency:
             self._give_back(probe)
             return Refusal.SATURATED
+        # Counted from admission, not from sending, so that concurrent admissions see each other.
+        self.inflight += 1
         waited = await self.limiter.acquire()
         if waited is None:
+            self.inflight -= 1
             self.metrics.rate_limited["rejected"].inc()
             self._give_back(probe)
             return Refusal.RATE_LIMITED
@@ -123,12 +126,14 @@ class Supplier:
 
     async def abandon(self, permit: Permit) -> None:
         """The admitted request will not be sent after all: its slot and probe go back."""
+        self.inflight -= 1
         await self.limiter.release()
         if permit.counts_for_breaker:
             self.breaker.record(permit.probe, failed=False, seconds=0.0)
 
     async def finish(self, permit: Permit, reply: SupplierReply, *, sent: bool, seconds: float) -> None:
         """Record how an admitted request went: breaker, health, and the supplier's wish to slow down."""
+        self.inflight -= 1
         outcome = reply.outcome
         # Failing means unwell: never reached, or no trustworthy answer. A clear refusal is an answer.
         failed = not sent or outcome is Outcome.UNKNOWN

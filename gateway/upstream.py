@@ -87,7 +87,6 @@ class Upstream:
 
     async def _exchange(self, supplier: Supplier, request: HttpRequest, operation: str) -> Exchange:
         metrics = supplier.metrics
-        supplier.inflight += 1
         started = time.perf_counter()
         try:
             reply = await self._send(supplier, request)
@@ -107,7 +106,6 @@ class Upstream:
             )
         finally:
             seconds = time.perf_counter() - started
-            supplier.inflight -= 1
             metrics.duration[operation].observe(seconds)
         return Exchange(reply, True, None, seconds)
 
