@@ -21,6 +21,7 @@ from gateway.config.model import GatewayConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
+from gateway.notifier import Notifier
 from gateway.orders import OrderService
 from gateway.ratelimit import MemoryRateState
 from gateway.reconciler import Reconciler
@@ -121,9 +122,18 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
                 clock=clock,
                 rng=rng,
             )
-            auth = ShopAuthenticator(
-                {name: shop.secret.reveal().encode() for name, shop in config.shops.items()}, store, clock
+            secrets = {name: shop.secret.reveal().encode() for name, shop in config.shops.items()}
+            notifier = Notifier(
+                config=config.notify,
+                secrets=secrets,
+                store=store,
+                orders=orders,
+                session=session,
+                metrics=metrics,
+                clock=clock,
+                rng=rng,
             )
+            auth = ShopAuthenticator(secrets, store, clock)
             app[RUNTIME] = Runtime(
                 config=config,
                 clock=clock,
@@ -136,18 +146,25 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
                 upstream=upstream,
                 orders=orders,
                 reconciler=reconciler,
+                notifier=notifier,
                 auth=auth,
             )
             resumed = await orders.recover()
             log.info(
                 "gateway_started", suppliers=len(suppliers), products=len(catalog.products), resumed=resumed
             )
-            sweeping = asyncio.create_task(reconciler.run(), name="reconciler")
+            background = [
+                asyncio.create_task(reconciler.run(), name="reconciler"),
+                asyncio.create_task(notifier.run(), name="notifier"),
+            ]
             yield
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await orders.close()
+            await notifier.close()
         finally:
             await session.close()
             await store.close()

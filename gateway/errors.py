@@ -75,6 +75,13 @@ class BodyTooLarge(ApiError):
     code = "body_too_large"
 
 
+class OrderAlreadyFinal(ApiError):
+    """An operator tried to resolve an order that is already final: final states never change."""
+
+    http_status = 409
+    code = "order_final"
+
+
 class UnsupportedMediaType(ApiError):
     http_status = 415
     code = "unsupported_media_type"

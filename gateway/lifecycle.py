@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import assert_never
 
 from adapters.interface import Outcome, SupplierReply, Verdict
-from gateway.order import Attempt, Incident, Order, OrderStatus, Reason
+from gateway.order import Attempt, Incident, Notification, Order, OrderStatus, Reason
 
 FINAL_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL, Outcome.FAILED, Outcome.NOT_EXECUTED})
 DELIVERED = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL})
@@ -233,4 +233,14 @@ def _finish(
     message: str | None,
     now: float,
 ) -> Order:
-    return replace(order, attempts=attempts, status=status, reason=reason, message=message, updated_at=now)
+    # Due at once, and saved with the final state itself: a crash cannot lose the shop's notice.
+    notification = Notification(due_at=now) if order.request.notify_url else None
+    return replace(
+        order,
+        attempts=attempts,
+        status=status,
+        reason=reason,
+        message=message,
+        updated_at=now,
+        notification=notification,
+    )

@@ -67,6 +67,31 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One POST of the order to the shop's notify_url."""
+
+    at: float
+    status: int | None  # the shop's HTTP status; None when no answer came
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """The shop's notification of a final order: kept in the order, so it is saved with the final state.
+
+    `due_at` is when the next POST may start (None: delivered, given up, or nothing to send); while a
+    POST is under way it holds that POST's lease expiry, so no other worker sends it meanwhile.
+    """
+
+    due_at: float | None
+    attempts: int = 0
+    delivered_at: float | None = None
+    gave_up: bool = False
+    history: tuple[Delivery, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRequest:
     """The shop's request, validated: what idempotency compares."""
 
@@ -90,6 +115,7 @@ class Order:
     message: str | None = None
     attempts: tuple[Attempt, ...] = ()
     incidents: tuple[Incident, ...] = ()
+    notification: Notification | None = None
     version: int = 0  # bumped on every save; stores refuse a save from a stale version
 
     @property
@@ -195,7 +221,38 @@ def to_document(order: Order) -> dict[str, Any]:
             for a in order.attempts
         ],
         "incidents": [{"at": i.at, "kind": i.kind, "detail": i.detail} for i in order.incidents],
+        "notification": _notification_document(order.notification),
     }
+
+
+def _notification_document(notification: Notification | None) -> dict[str, Any] | None:
+    if notification is None:
+        return None
+    return {
+        "due_at": notification.due_at,
+        "attempts": notification.attempts,
+        "delivered_at": notification.delivered_at,
+        "gave_up": notification.gave_up,
+        "history": [
+            {"at": d.at, "status": d.status, "error": d.error, "duration_ms": d.duration_ms}
+            for d in notification.history
+        ],
+    }
+
+
+def _notification_from(doc: Mapping[str, Any] | None) -> Notification | None:
+    if doc is None:
+        return None
+    return Notification(
+        due_at=doc["due_at"],
+        attempts=doc["attempts"],
+        delivered_at=doc["delivered_at"],
+        gave_up=doc["gave_up"],
+        history=tuple(
+            Delivery(at=d["at"], status=d["status"], error=d["error"], duration_ms=d["duration_ms"])
+            for d in doc["history"]
+        ),
+    )
 
 
 def from_document(doc: Mapping[str, Any]) -> Order:
@@ -234,4 +291,5 @@ def from_document(doc: Mapping[str, Any]) -> Order:
             for a in doc["attempts"]
         ),
         incidents=tuple(Incident(at=i["at"], kind=i["kind"], detail=i["detail"]) for i in doc["incidents"]),
+        notification=_notification_from(doc.get("notification")),
     )

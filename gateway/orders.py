@@ -18,9 +18,9 @@ from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verd
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
-from gateway.errors import NoSupplierAvailable
+from gateway.errors import NoSupplierAvailable, OrderAlreadyFinal, OrderNotFound
 from gateway.identifiers import new_order_uid
-from gateway.lifecycle import Next, Transition, UnknownAttempt, apply_reply, exhaust, start_attempt
+from gateway.lifecycle import Next, Transition, UnknownAttempt, apply_reply, exhaust, resolve, start_attempt
 from gateway.locks import KeyedLocks
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, ProductMetrics
@@ -50,7 +50,8 @@ class ReportResult:
     UNKNOWN_ORDER: Final = "unknown_order"
 
 
-FinalListener = Callable[[Order], Awaitable[None]]
+ChangeListener = Callable[[Order, Order], None]
+"""Called with (before, after) on every saved change, synchronously: it must not block or await."""
 
 
 class OrderService:
@@ -80,13 +81,13 @@ class OrderService:
         self._live: dict[str, Order] = {}  # latest saved version of orders this process is working on
         self._waiters: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._final_listeners: list[FinalListener] = []
+        self._listeners: list[ChangeListener] = []
         self._product_metrics: dict[str, ProductMetrics] = {
             name: metrics.product(name) for name in catalog.products
         }
 
-    def on_final(self, listener: FinalListener) -> None:
-        self._final_listeners.append(listener)
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
 
     # -- accepting -------------------------------------------------------------------------
 
@@ -307,6 +308,30 @@ class OrderService:
             case _:
                 assert_never(transition.next)
 
+    async def resolve(
+        self, shop: str, order_id: str, *, status: OrderStatus, note: str, operator: str
+    ) -> Order:
+        """An operator settles an order that is not final; the shop is notified as for any final order."""
+        order = await self._store.get_order(shop, order_id)
+        if order is None:
+            raise OrderNotFound(f"no order {order_id!r} for shop {shop!r}")
+
+        def settle(current: Order) -> Transition:
+            if current.status.final:
+                raise OrderAlreadyFinal(
+                    f"order is already {current.status.value}; a final state never changes"
+                )
+            return Transition(
+                resolve(current, status=status, note=f"{operator}: {note}", now=self._clock.now()),
+                Next.FINISHED,
+            )
+
+        transition = await self.transition(order.uid, settle)
+        if transition is None:
+            raise OrderNotFound(f"no order {order_id!r} for shop {shop!r}")
+        log.warning("order_resolved_by_operator", order_uid=order.uid, operator=operator, status=status.value)
+        return transition.order
+
     def _exhausted(self, order: Order) -> Order:
         return exhaust(order, now=self._clock.now())
 
@@ -338,6 +363,8 @@ class OrderService:
             raise StaleOrder(uid, -1, -1)
 
     def _saved(self, before: Order, after: Order) -> None:
+        for listener in self._listeners:
+            listener(before, after)
         processing = self._metrics.processing
         if before.reason is not after.reason or before.status is not after.status:
             if before.status is OrderStatus.PROCESSING and before.reason in processing:
@@ -368,8 +395,6 @@ class OrderService:
         event = self._waiters.pop(order.uid, None)
         if event is not None:
             event.set()
-        for listener in self._final_listeners:
-            self._spawn(listener(order))
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import GatewayConfig
 from gateway.metrics import Metrics
+from gateway.notifier import Notifier
 from gateway.orders import OrderService
 from gateway.reconciler import Reconciler
 from gateway.routing import Router
@@ -35,6 +36,7 @@ class Runtime:
     upstream: Upstream
     orders: OrderService
     reconciler: Reconciler
+    notifier: Notifier
     auth: ShopAuthenticator
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar, Final
 
 import orjson
 
-from adapters.amounts import parse_cents
+from adapters.amounts import parse_cents, yuan_text
 from adapters.dayuanren import (
     FORM_CONTENT_TYPE,
     MAX_QUERY_BATCH,
@@ -21,7 +21,6 @@ from adapters.dayuanren import (
     DayuanrenAdapter,
     decode_form,
     encode_form,
-    price_text,
     sign,
 )
 from adapters.interface import HttpReply, HttpRequest
@@ -34,6 +33,7 @@ from gateway.simulator.front import (
     Rejection,
     SubmitRequest,
     reply,
+    require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
 from gateway.simulator.traffic import Operation
@@ -91,9 +91,7 @@ class DayuanrenFront:
     __slots__ = ("_apikey", "_userid")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        missing = [key for key in DayuanrenAdapter.credential_keys if not credentials.get(key)]
-        if missing:
-            raise ValueError(f"the dayuanren simulator needs credentials {', '.join(missing)}")
+        require_credentials(self.protocol, DayuanrenAdapter.credential_keys, credentials)
         self._userid = credentials["userid"]
         self._apikey = credentials["apikey"]
 
@@ -123,7 +121,7 @@ class DayuanrenFront:
             "out_trade_num": entry.upstream_order_id,
         }
         if entry.cost_cents is not None:
-            data["total_price"] = price_text(entry.cost_cents)
+            data["total_price"] = yuan_text(entry.cost_cents)
         return _reply(0, "提交成功", data)
 
     def query_reply(self, query: QueryRequest, found: Mapping[str, LedgerEntry]) -> HttpReply:
@@ -132,7 +130,7 @@ class DayuanrenFront:
                 "out_trade_num": entry.upstream_order_id,
                 "order_number": entry.supplier_order_id,
                 "state": _STATES[entry.state],
-                "charge_amount": price_text(_delivered_cents(entry)),
+                "charge_amount": yuan_text(_delivered_cents(entry)),
                 "voucher": _voucher(entry),
             }
             for upstream_order_id in query.upstream_order_ids
@@ -154,7 +152,7 @@ class DayuanrenFront:
             "state": str(_STATES[entry.state]),
             "mobile": entry.account,
             "remark": _REMARKS[entry.state],
-            "charge_amount": price_text(_delivered_cents(entry)),
+            "charge_amount": yuan_text(_delivered_cents(entry)),
             "voucher": _voucher(entry),
             "charge_kami": "",
         }

@@ -6,7 +6,7 @@ engine's decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Final, Protocol
@@ -105,3 +105,10 @@ class Front(Protocol):
 
 FrontFactory = Callable[[Mapping[str, str]], Front]
 """Builds a front from one supplier's credentials; raises `ValueError` naming any missing key."""
+
+
+def require_credentials(protocol: str, keys: Sequence[str], credentials: Mapping[str, str]) -> None:
+    """What a `FrontFactory` checks first: `ValueError` naming every one of `keys` missing or empty."""
+    missing = [key for key in keys if not credentials.get(key)]
+    if missing:
+        raise ValueError(f"the {protocol} simulator needs credentials {', '.join(missing)}")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
 
+from adapters.amounts import yuan_text
 from adapters.fulu import (
     DIRECT_SUBMIT,
     MOBILE_SUBMIT,
@@ -32,6 +33,7 @@ from gateway.simulator.front import (
     Rejection,
     SubmitRequest,
     reply,
+    require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
 from gateway.simulator.traffic import Operation
@@ -76,9 +78,7 @@ class FuluFront:
     __slots__ = ("_app_key", "_secret")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        missing = [key for key in FuluAdapter.credential_keys if not credentials.get(key)]
-        if missing:
-            raise ValueError(f"the fulu simulator needs credentials {', '.join(missing)}")
+        require_credentials(self.protocol, FuluAdapter.credential_keys, credentials)
         self._app_key = credentials["app_key"]
         self._secret = credentials["app_secret"]
 
@@ -151,7 +151,7 @@ class FuluFront:
         if entry.sku is not None:
             fields["product_id"] = entry.sku
         if entry.cost_cents is not None:
-            fields["price"] = _price(entry.cost_cents)
+            fields["price"] = yuan_text(entry.cost_cents)
         fields["buy_num"] = str(entry.quantity)
         if delivered:
             fields["operator_serial_number"] = "OP" + entry.supplier_order_id[1:]
@@ -181,7 +181,7 @@ def _order(entry: LedgerEntry) -> dict[str, object]:
     if entry.sku is not None:
         order["product_id"] = int(entry.sku)
     if entry.cost_cents is not None:
-        order["order_price"] = _price(entry.cost_cents)
+        order["order_price"] = yuan_text(entry.cost_cents)
     return order
 
 
@@ -198,7 +198,3 @@ def _positive(fields: Mapping[str, object], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise _Invalid(key)
     return value
-
-
-def _price(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"

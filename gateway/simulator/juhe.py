@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from adapters.amounts import yuan_text
 from adapters.interface import HttpReply, HttpRequest
 from adapters.juhe import (
     FACE_VALUES_YUAN,
@@ -30,6 +31,7 @@ from gateway.simulator.front import (
     Rejection,
     SubmitRequest,
     reply,
+    require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
 from gateway.simulator.traffic import Operation
@@ -77,9 +79,7 @@ class JuheFront:
     __slots__ = ("_key", "_openid")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        missing = [name for name in JuheAdapter.credential_keys if not credentials.get(name)]
-        if missing:
-            raise ValueError(f"the juhe simulator needs credentials {', '.join(missing)}")
+        require_credentials(self.protocol, JuheAdapter.credential_keys, credentials)
         self._key = credentials["key"]
         self._openid = credentials["openid"]
 
@@ -137,7 +137,7 @@ class JuheFront:
         if entry is None:
             return _reply(*_NOT_FOUND)
         result = {
-            "uordercash": _price(entry.cost_cents or 0),
+            "uordercash": yuan_text(entry.cost_cents or 0),
             "sporder_id": entry.supplier_order_id,
             "game_state": _STATES[entry.state],
         }
@@ -168,7 +168,3 @@ class JuheFront:
 def _reply(error_code: int, reason: str, result: Mapping[str, object] | None = None) -> HttpReply:
     # Compact UTF-8 with keys in juhe.md's order; an error's result is null.
     return reply(200, _JSON, orjson.dumps({"reason": reason, "error_code": error_code, "result": result}))
-
-
-def _price(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"

@@ -12,6 +12,7 @@ from typing import ClassVar, Final
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
+from adapters.amounts import yuan_text
 from adapters.interface import HttpReply, HttpRequest
 from adapters.ofpay import (
     ACCEPTED,
@@ -35,6 +36,7 @@ from gateway.simulator.front import (
     Rejection,
     SubmitRequest,
     reply,
+    require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
 from gateway.simulator.traffic import Operation
@@ -87,9 +89,7 @@ class OfpayFront:
     __slots__ = ("_keystr", "_userid", "_userpws")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        missing = [key for key in OfpayAdapter.credential_keys if not credentials.get(key)]
-        if missing:
-            raise ValueError(f"the ofpay simulator needs credentials {', '.join(missing)}")
+        require_credentials(self.protocol, OfpayAdapter.credential_keys, credentials)
         self._userid = credentials["userid"]
         self._userpws = userpws(credentials["password"])
         self._keystr = credentials["keystr"]
@@ -118,7 +118,7 @@ class OfpayFront:
             "cardnum": _cardnum(entry),
         }
         if entry.cost_cents is not None:
-            fields["ordercash"] = _price(entry.cost_cents)
+            fields["ordercash"] = yuan_text(entry.cost_cents)
         fields |= {
             "cardname": _cardname(entry),
             "sporder_id": entry.upstream_order_id,
@@ -252,7 +252,3 @@ def _positive(params: Mapping[str, str], key: str) -> int:
     if not (value.isascii() and value.isdigit()) or value.startswith("0"):
         raise _Invalid(key)
     return int(value)
-
-
-def _price(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"

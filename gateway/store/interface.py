@@ -60,6 +60,10 @@ class Store(Protocol):
         """Orders not yet final, least recently updated first (for recovery and reconciliation)."""
         ...
 
+    async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
+        """Orders whose shop notification is due by `now`, soonest first: the outbox."""
+        ...
+
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         """Remember `nonce` for `shop` until `expires_at`; False if it is already remembered."""
         ...

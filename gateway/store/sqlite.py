@@ -131,6 +131,10 @@ class SqliteStore:
         params = (OrderStatus.PROCESSING.value, max(limit, 0))
         return await self._submit(lambda db: _all(db, sql, params), writes=False)
 
+    async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
+        sql = "SELECT document FROM orders WHERE notify_due <= ? ORDER BY notify_due LIMIT ?"
+        return await self._submit(lambda db: _all(db, sql, (now, max(limit, 0))), writes=False)
+
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         # In memory (see nonces.py): on disk, every shop request would cost a trip to the store's thread.
         if self._closed:
@@ -182,6 +186,7 @@ class SqliteStore:
             # Under WAL, NORMAL syncs at checkpoints rather than at each commit: a killed process
             # loses no committed transaction; only an OS crash or power loss can lose the latest ones.
             db.execute("PRAGMA synchronous = NORMAL")
+            _migrate(db)
             db.executescript(schema)
         except BaseException:
             db.close()
@@ -252,6 +257,17 @@ def _settle(outcomes: list[_Outcome]) -> None:
             future.set_exception(error)
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier version up to the schema before the schema script runs."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(orders)")}
+    if columns and "notify_due" not in columns:
+        db.execute("ALTER TABLE orders ADD COLUMN notify_due REAL")
+
+
+def _notify_due(order: Order) -> float | None:
+    return order.notification.due_at if order.notification is not None else None
+
+
 def _store_error(exc: BaseException, doing: str) -> StoreError:
     error = StoreError(f"SQLite store: {doing}: {exc}")
     error.__cause__ = exc
@@ -260,8 +276,8 @@ def _store_error(exc: BaseException, doing: str) -> StoreError:
 
 def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
     cursor = db.execute(
-        "INSERT INTO orders (uid, shop, order_id, status, reason, updated_at, version, document)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
+        "INSERT INTO orders (uid, shop, order_id, status, reason, updated_at, version, notify_due, document)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
         (
             order.uid,
             order.shop,
@@ -270,6 +286,7 @@ def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
             order.reason.value if order.reason else None,
             order.updated_at,
             order.version,
+            _notify_due(order),
             orjson.dumps(to_document(order)),
         ),
     )
@@ -284,13 +301,14 @@ def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
 def _update_order(db: sqlite3.Connection, order: Order) -> Order:
     saved = replace(order, version=order.version + 1)
     cursor = db.execute(
-        "UPDATE orders SET status = ?, reason = ?, updated_at = ?, version = ?, document = ?"
+        "UPDATE orders SET status = ?, reason = ?, updated_at = ?, version = ?, notify_due = ?, document = ?"
         " WHERE uid = ? AND version = ?",
         (
             saved.status.value,
             saved.reason.value if saved.reason else None,
             saved.updated_at,
             saved.version,
+            _notify_due(saved),
             orjson.dumps(to_document(saved)),
             order.uid,
             order.version,

@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS orders (
     reason     TEXT,
     updated_at REAL NOT NULL,
     version    INTEGER NOT NULL,
+    notify_due REAL,
     document   BLOB NOT NULL,
     UNIQUE (shop, order_id)
 );
@@ -16,6 +17,8 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_update ON orders (updated_at, uid);
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, updated_at, uid);
 CREATE INDEX IF NOT EXISTS orders_by_reason ON orders (reason, updated_at, uid);
+-- The notification outbox: only orders with a notice to send are in this index.
+CREATE INDEX IF NOT EXISTS orders_by_notify_due ON orders (notify_due) WHERE notify_due IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS nonces (
     shop       TEXT NOT NULL,

@@ -49,6 +49,7 @@ def config_yaml(
     routing: str = "priority",
     orders: Mapping[str, Any] | None = None,
     server: Mapping[str, Any] | None = None,
+    notify: Mapping[str, Any] | None = None,
     admin_token: str = "admin-token",  # noqa: S107 (a test credential)
 ) -> str:
     doc: dict[str, Any] = {
@@ -57,6 +58,7 @@ def config_yaml(
         "store": store,
         "orders": {"sync_wait": "0s", **(orders or {})},
         "log": {"level": "warning"},
+        "notify": dict(notify or {}),
         "shops": {
             SHOP: {"secret": SECRET, "products": ["mobile.*", "game.*"], "notify_hosts": ["127.0.0.1"]}
         },

@@ -6,7 +6,17 @@ from dataclasses import replace
 from typing import Any
 
 from adapters.interface import Outcome
-from gateway.order import Attempt, Incident, Order, OrderRequest, OrderStatus, Reason, upstream_order_id
+from gateway.order import (
+    Attempt,
+    Delivery,
+    Incident,
+    Notification,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Reason,
+    upstream_order_id,
+)
 
 T0 = 1_795_000_000.0
 
@@ -96,5 +106,13 @@ def a_full_order(uid: str = "GW00000042") -> Order:
             ),
         ),
         incidents=(Incident(at=T0 + 99.5, kind="conflicting_callback", detail="succeeded after partial"),),
+        notification=Notification(
+            due_at=T0 + 130.0,
+            attempts=2,
+            history=(
+                Delivery(at=T0 + 100.0, status=503, error=None, duration_ms=12),
+                Delivery(at=T0 + 110.0, status=None, error="timed out", duration_ms=5000),
+            ),
+        ),
         version=7,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.interface import Outcome
-from gateway.order import OrderStatus, Reason
+from gateway.order import Notification, OrderStatus, Reason
 from gateway.store import StaleOrder, Store, StoreError, open_store
 from tests.store.samples import T0, a_full_order, an_attempt, an_order
 
@@ -211,6 +211,32 @@ async def test_processing_orders_oldest_first_and_final_ones_leave(store: Store)
     await store.save_order(replace(stored["GW2"], updated_at=T0 + 8, reason=Reason.OUTCOME_UNKNOWN))
 
     assert [o.uid for o in await store.processing_orders()] == ["GW3", "GW1", "GW2"]
+
+
+# the notification outbox
+
+
+async def test_due_notifications_are_the_outbox_soonest_first(store: Store) -> None:
+    pending = {}
+    for uid, due in (("GW1", T0 + 5), ("GW2", T0 + 1), ("GW3", T0 + 3)):
+        pending[uid], _ = await store.create_order(
+            an_order(uid, status=OrderStatus.SUCCEEDED, reason=None, notification=Notification(due_at=due))
+        )
+    await store.create_order(an_order("GW4"))  # nothing to notify
+    await store.create_order(
+        an_order("GW5", status=OrderStatus.FAILED, notification=Notification(due_at=None, delivered_at=T0))
+    )
+
+    assert [o.uid for o in await store.due_notifications(T0 + 10)] == ["GW2", "GW3", "GW1"]
+    assert [o.uid for o in await store.due_notifications(T0 + 3)] == ["GW2", "GW3"]
+    assert [o.uid for o in await store.due_notifications(T0 + 10, limit=1)] == ["GW2"]
+
+    delivered = replace(pending["GW2"].notification, due_at=None, delivered_at=T0 + 2, attempts=1)
+    await store.save_order(replace(pending["GW2"], notification=delivered))
+    later = replace(pending["GW3"].notification, due_at=T0 + 60, attempts=1)
+    await store.save_order(replace(pending["GW3"], notification=later))
+    assert [o.uid for o in await store.due_notifications(T0 + 10)] == ["GW1"]
+    assert [o.uid for o in await store.due_notifications(T0 + 60)] == ["GW1", "GW3"]
 
 
 # nonces

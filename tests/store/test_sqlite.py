@@ -241,3 +241,20 @@ def test_sqlite_path_reads_relative_and_absolute_urls(
 def test_sqlite_path_refuses_urls_without_a_file(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite:///relative/path"):
         sqlite_path(url)
+
+
+async def test_a_file_from_before_the_outbox_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE orders (uid TEXT PRIMARY KEY, shop TEXT NOT NULL, order_id TEXT NOT NULL,"
+            " status TEXT NOT NULL, reason TEXT, updated_at REAL NOT NULL, version INTEGER NOT NULL,"
+            " document BLOB NOT NULL, UNIQUE (shop, order_id))"
+        )
+    store = await SqliteStore.open(path)
+    try:
+        order, created = await store.create_order(a_full_order())
+        assert created
+        assert [o.uid for o in await store.due_notifications(T0 + 1000)] == [order.uid]
+    finally:
+        await store.close()

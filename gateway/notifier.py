@@ -1,0 +1,186 @@
+"""Telling shops about final orders: signed POSTs from the outbox, retried with backoff across restarts.
+
+The outbox is the orders whose notification is due (saved with the final state itself). Before a
+POST the notification is leased by a compare-and-set save, so two workers never send it at once;
+a worker that dies mid-POST leaves a lease that simply expires. At least once: shops dedupe by
+order_id. Runs apart from order processing, so a slow or dead shop delays nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Final
+
+import aiohttp
+import orjson
+
+from gateway.auth import notification_signature
+from gateway.clock import Clock
+from gateway.config.model import NotifyConfig
+from gateway.lifecycle import Next, Transition
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.order import Delivery, Notification, Order, public_view
+from gateway.orders import OrderService
+from gateway.store import Store
+
+log = get_logger(__name__)
+POLL_SECONDS: Final = 1.0
+BATCH: Final = 200
+LEASE_MARGIN_SECONDS: Final = 5.0
+MAX_RESPONSE_BYTES: Final = 64 * 1024
+
+
+class Notifier:
+    def __init__(
+        self,
+        *,
+        config: NotifyConfig,
+        secrets: Mapping[str, bytes],
+        store: Store,
+        orders: OrderService,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        clock: Clock,
+        rng: random.Random,
+        concurrency: int = 64,
+    ) -> None:
+        self._config = config
+        self._secrets = secrets
+        self._store = store
+        self._orders = orders
+        self._session = session
+        self._metrics = metrics.notifications_by_result
+        self._clock = clock
+        self._rng = rng
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wakeup = asyncio.Event()
+        self._sending: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        orders.on_change(self._changed)
+
+    def _changed(self, before: Order, after: Order) -> None:
+        if after.notification is not None and before.notification is None:
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        """Deliver what is due now, then whenever an order finishes or a poll interval passes."""
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("notification_sweep_failed")
+            try:
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def deliver_due(self) -> int:
+        """Start a delivery for every notification due now; returns how many started."""
+        started = 0
+        for order in await self._store.due_notifications(self._clock.now(), limit=BATCH):
+            if order.uid in self._sending:
+                continue
+            self._sending.add(order.uid)
+            task = asyncio.ensure_future(self._deliver(order.uid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
+
+    async def idle(self) -> None:
+        """Until every delivery started so far has finished (for tests and shutdown)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _deliver(self, uid: str) -> None:
+        try:
+            async with self._slots:
+                leased = await self._orders.transition(uid, self._lease)
+                if leased is None or leased.next is Next.UNCHANGED:
+                    return
+                order = leased.order
+                delivery = await self._post(order)
+                result = await self._orders.transition(uid, lambda o: self._record(o, delivery))
+                if result is not None:
+                    self._count(result.order.notification)
+        except Exception:
+            # The lease expires and the notification comes due again: nothing is lost.
+            log.exception("notification_failed", order_uid=uid)
+        finally:
+            self._sending.discard(uid)
+
+    def _lease(self, order: Order) -> Transition:
+        note = order.notification
+        now = self._clock.now()
+        if note is None or note.due_at is None or note.due_at > now:
+            return Transition(order, Next.UNCHANGED)  # delivered, given up, or leased elsewhere
+        lease = replace(note, due_at=now + self._config.timeout + LEASE_MARGIN_SECONDS)
+        return Transition(replace(order, notification=lease), Next.AWAIT_RESULT)
+
+    async def _post(self, order: Order) -> Delivery:
+        url = order.request.notify_url
+        secret = self._secrets.get(order.shop)
+        at = self._clock.now()
+        started = time.perf_counter()
+        if url is None or secret is None:
+            return Delivery(at=at, status=None, error="no notify_url or shop secret", duration_ms=0)
+        body = orjson.dumps(public_view(order))
+        timestamp = str(int(at))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Gateway-Timestamp": timestamp,
+            "X-Gateway-Signature": notification_signature(secret, timestamp, body),
+        }
+        status: int | None = None
+        error: str | None = None
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                status = response.status
+                await response.content.read(MAX_RESPONSE_BYTES)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200]
+        return Delivery(
+            at=at, status=status, error=error, duration_ms=round((time.perf_counter() - started) * 1000)
+        )
+
+    def _record(self, order: Order, delivery: Delivery) -> Transition:
+        note = order.notification or Notification(due_at=None)
+        attempts = note.attempts + 1
+        history = (*note.history, delivery)[-self._config.max_attempts :]
+        now = self._clock.now()
+        if delivery.status is not None and 200 <= delivery.status < 300:
+            updated = replace(note, due_at=None, attempts=attempts, delivered_at=now, history=history)
+        elif attempts >= self._config.max_attempts:
+            updated = replace(note, due_at=None, attempts=attempts, gave_up=True, history=history)
+        else:
+            backoff = min(self._config.backoff.initial * 2 ** (attempts - 1), self._config.backoff.max)
+            # Jitter spreads retries of many orders to one shop that came back at the same moment.
+            due = now + backoff * (0.8 + 0.4 * self._rng.random())
+            updated = replace(note, due_at=due, attempts=attempts, history=history)
+        return Transition(replace(order, notification=updated), Next.AWAIT_RESULT)
+
+    def _count(self, note: Notification | None) -> None:
+        if note is None:
+            return
+        if note.delivered_at is not None:
+            self._metrics["delivered"].inc()
+        elif note.gave_up:
+            self._metrics["gave_up"].inc()
+            log.warning("notification_gave_up", attempts=note.attempts)
+        else:
+            self._metrics["retried"].inc()

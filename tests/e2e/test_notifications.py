@@ -1,0 +1,166 @@
+"""Shop notifications: signed, at least once, retried with backoff across restarts, never in the way."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.auth import notification_signature
+from tests.e2e.harness import SECRET, Deployment, Gateway, SupplierSpec
+
+NOTIFY = {"timeout": "1s", "max_attempts": 3, "backoff": {"initial": "10s", "max": "1m"}}
+
+
+@dataclass
+class ShopEndpoint:
+    """The shop's notify_url: verifies each POST and answers as told."""
+
+    answers: list[int] = field(default_factory=list)  # statuses to give, then 200
+    hang: bool = False
+    received: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = notification_signature(SECRET.encode(), request.headers["X-Gateway-Timestamp"], body)
+        if not hmac.compare_digest(expected, request.headers["X-Gateway-Signature"]):
+            self.bad_signatures += 1
+        self.received.append(orjson.loads(body))
+        self.arrived.set()
+        if self.hang:
+            await asyncio.sleep(30)
+        return web.Response(status=self.answers.pop(0) if self.answers else 200, text="ok")
+
+    async def next_post(self) -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            await self.arrived.wait()
+        self.arrived.clear()
+        return self.received[-1]
+
+
+@pytest.fixture
+async def shop_endpoint() -> AsyncIterator[tuple[ShopEndpoint, str]]:
+    endpoint = ShopEndpoint()
+    app = web.Application()
+    app.router.add_post("/hook", endpoint.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield endpoint, str(server.make_url("/hook"))
+    await server.close()
+
+
+async def notification(d: Deployment, order_id: str) -> Any:
+    order = await d.runtime.store.get_order("demo", order_id)
+    assert order is not None
+    return order.notification
+
+
+async def test_a_final_order_is_posted_to_the_shop_signed(
+    gateway: Gateway, shop_endpoint: tuple[ShopEndpoint, str]
+) -> None:
+    endpoint, url = shop_endpoint
+    d = await gateway({"fulu": SupplierSpec()}, notify=NOTIFY)
+    _, order = await d.shop.place(order_id="N-1", notify_url=url, wait_seconds=5)
+    posted = await endpoint.next_post()
+    assert endpoint.bad_signatures == 0
+    assert posted["order_id"] == "N-1"
+    assert posted["status"] == order["status"] == "succeeded"
+    await d.runtime.notifier.idle()
+    note = await notification(d, "N-1")
+    assert note.delivered_at is not None
+    assert note.due_at is None
+    assert [(h.status, h.error) for h in note.history] == [(200, None)]
+
+
+async def test_failures_are_retried_with_backoff_then_delivered(
+    gateway: Gateway, shop_endpoint: tuple[ShopEndpoint, str]
+) -> None:
+    endpoint, url = shop_endpoint
+    endpoint.answers = [500, 503]
+    d = await gateway({"fulu": SupplierSpec()}, notify=NOTIFY)
+    await d.shop.place(order_id="N-2", notify_url=url, wait_seconds=5)
+    await endpoint.next_post()
+    await d.runtime.notifier.idle()
+    note = await notification(d, "N-2")
+    assert (note.attempts, note.delivered_at) == (1, None)
+    assert 8 <= note.due_at - d.clock.now() <= 12  # initial backoff, with jitter
+
+    assert await d.runtime.notifier.deliver_due() == 0  # not yet due
+    d.clock.advance(13)
+    assert await d.runtime.notifier.deliver_due() == 1
+    await d.runtime.notifier.idle()
+    note = await notification(d, "N-2")
+    assert note.attempts == 2
+    assert 16 <= note.due_at - d.clock.now() <= 24  # doubled
+
+    d.clock.advance(25)
+    await d.runtime.notifier.deliver_due()
+    await d.runtime.notifier.idle()
+    note = await notification(d, "N-2")
+    assert note.delivered_at is not None
+    assert [h.status for h in note.history] == [500, 503, 200]
+    assert len(endpoint.received) == 3
+
+
+async def test_it_gives_up_after_max_attempts(
+    gateway: Gateway, shop_endpoint: tuple[ShopEndpoint, str]
+) -> None:
+    endpoint, url = shop_endpoint
+    endpoint.answers = [500] * 10
+    d = await gateway({"fulu": SupplierSpec()}, notify=NOTIFY)
+    await d.shop.place(order_id="N-3", notify_url=url, wait_seconds=5)
+    await endpoint.next_post()
+    for _ in range(4):
+        await d.runtime.notifier.idle()
+        d.clock.advance(120)
+        await d.runtime.notifier.deliver_due()
+    await d.runtime.notifier.idle()
+    note = await notification(d, "N-3")
+    assert (note.attempts, note.gave_up, note.due_at) == (3, True, None)
+    assert len(endpoint.received) == 3
+
+
+async def test_a_hanging_shop_endpoint_delays_no_order(
+    gateway: Gateway, shop_endpoint: tuple[ShopEndpoint, str]
+) -> None:
+    endpoint, url = shop_endpoint
+    endpoint.hang = True
+    d = await gateway({"fulu": SupplierSpec()}, notify=NOTIFY)
+    results = await asyncio.gather(
+        *(d.shop.place(order_id=f"H-{i}", notify_url=url, wait_seconds=5) for i in range(5))
+    )
+    assert all(order["status"] == "succeeded" for _, order in results)
+    await endpoint.next_post()
+    _, again = await d.shop.place(order_id="H-9", wait_seconds=5)
+    assert again["status"] == "succeeded"
+
+
+async def test_pending_notifications_survive_a_restart(
+    gateway: Gateway, shop_endpoint: tuple[ShopEndpoint, str], tmp_path: Path
+) -> None:
+    endpoint, url = shop_endpoint
+    endpoint.answers = [502]
+    store = f"sqlite:///{tmp_path}/gateway.db"
+    first = await gateway({"fulu": SupplierSpec()}, notify=NOTIFY, store=store)
+    await first.shop.place(order_id="N-5", notify_url=url, wait_seconds=5)
+    await endpoint.next_post()
+    await first.runtime.notifier.idle()
+    await first.stop()
+
+    second = await gateway({"fulu": SupplierSpec()}, notify=NOTIFY, store=store)
+    second.clock.advance(15)
+    assert await second.runtime.notifier.deliver_due() == 1
+    await second.runtime.notifier.idle()
+    note = await notification(second, "N-5")
+    assert note.delivered_at is not None
+    assert [h.status for h in note.history] == [502, 200]
