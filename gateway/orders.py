@@ -79,7 +79,7 @@ class OrderService:
         self._rng = rng
         self._locks = KeyedLocks()
         self._live: dict[str, Order] = {}  # latest saved version of orders this process is working on
-        self._waiters: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, tuple[asyncio.Event, int]] = {}  # uid -> (finished, requests waiting)
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[ChangeListener] = []
         self._product_metrics: dict[str, ProductMetrics] = {
@@ -150,14 +150,21 @@ class OrderService:
         """The order once final, or as it is when `timeout_seconds` have passed."""
         if order.status.final or timeout_seconds <= 0:
             return self._live.get(order.uid, order)
-        event = self._waiters.get(order.uid)
-        if event is None:
-            event = self._waiters[order.uid] = asyncio.Event()
+        event, waiting = self._waiters.get(order.uid) or (asyncio.Event(), 0)
+        self._waiters[order.uid] = (event, waiting + 1)
         try:
             async with asyncio.timeout(timeout_seconds):
                 await event.wait()
         except TimeoutError:
             pass
+        finally:
+            # The last request to stop waiting takes the entry away, finished or not: no leak.
+            current = self._waiters.get(order.uid)
+            if current is not None and current[0] is event:
+                if current[1] <= 1:
+                    del self._waiters[order.uid]
+                else:
+                    self._waiters[order.uid] = (event, current[1] - 1)
         latest = self._live.get(order.uid)
         if latest is not None:
             return latest
@@ -392,9 +399,9 @@ class OrderService:
             reason=order.reason.value if order.reason else None,
             attempts=len(order.attempts),
         )
-        event = self._waiters.pop(order.uid, None)
-        if event is not None:
-            event.set()
+        waiting = self._waiters.get(order.uid)
+        if waiting is not None:
+            waiting[0].set()
 
     # -- tasks -----------------------------------------------------------------------------
 
