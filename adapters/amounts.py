@@ -1,4 +1,4 @@
-"""Supplier money strings to integer cents, the one parse every protocol shares.
+"""Supplier money strings to integer cents and back, the one reading and writing every protocol shares.
 
 Pure and strict: a value it cannot read exactly is a `ValueError`, never a rounded guess.
 """
@@ -19,3 +19,20 @@ def parse_cents(value: str | int | float) -> int:
         raise ValueError(f'{value!r} is not an amount like "49.30"')
     whole, fraction = match.groups()
     return int(whole) * 100 + int((fraction or "0").ljust(2, "0"))
+
+
+def optional_cents(value: object) -> int | None:
+    """An optional amount in a reply, or None when absent or unreadable: the caller judges what that means."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        return parse_cents(value)
+    except ValueError:
+        return None
+
+
+def yuan_text(cents: int) -> str:
+    """Integer cents as suppliers write yuan: 4930 -> `"49.30"`; the inverse of `parse_cents`."""
+    if cents < 0:
+        raise ValueError(f"an amount cannot be negative: {cents}")
+    return f"{cents // 100}.{cents % 100:02d}"

@@ -11,13 +11,12 @@ import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar, Final
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import quote_plus
 
-import orjson
-
-from adapters.amounts import parse_cents
+from adapters.amounts import optional_cents, parse_cents, yuan_text
 from adapters.codes import CodeTable
 from adapters.excerpt import excerpt
+from adapters.forms import read_fields
 from adapters.interface import (
     AdapterSettings,
     BadSignature,
@@ -31,6 +30,8 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
+from adapters.replies import Unreadable, json_object, optional_text, reading_problem, unknown_reply
+from adapters.settings import settings_problems
 from adapters.transport import http_level_reply
 
 SUBMIT_PATH: Final = "/yrapi.php/index/recharge"
@@ -84,13 +85,6 @@ def sign(fields: Mapping[str, str], apikey: str) -> str:
     return _md5(signed_text(fields, apikey))
 
 
-def price_text(cents: int) -> str:
-    """Integer cents as dayuanren's decimal yuan: 4930 -> `"49.30"`."""
-    if cents < 0:
-        raise ValueError(f"an amount cannot be negative: {cents}")
-    return f"{cents // 100}.{cents % 100:02d}"
-
-
 def encode_form(fields: Mapping[str, str]) -> bytes:
     """An `application/x-www-form-urlencoded` body, UTF-8, in the mapping's order."""
     return "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in fields.items()).encode()
@@ -102,20 +96,9 @@ def decode_form(body: bytes) -> dict[str, str]:
     A repeated field is refused: which copy the supplier signed cannot be known.
     """
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            strict_parsing=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FORM_FIELDS,
-        )
-    except UnicodeDecodeError as error:
+        return read_fields(body.decode("utf-8"), max_fields=MAX_FORM_FIELDS)
+    except UnicodeDecodeError as error:  # in the body or in a percent-encoded value
         raise ValueError("not UTF-8") from error
-    fields = dict(pairs)
-    if len(fields) != len(pairs):
-        raise ValueError("a field is repeated")
-    return fields
 
 
 def _md5(text: str) -> str:
@@ -125,10 +108,6 @@ def _md5(text: str) -> str:
 def _verifies(expected: str, signature: str) -> bool:
     # Bytes, since compare_digest refuses non-ASCII str; suppliers differ in hex case.
     return hmac.compare_digest(expected.encode(), signature.upper().encode())
-
-
-class _Unreadable(Exception):
-    """A reply whose bytes do not form dayuanren's envelope; becomes an `unknown` verdict."""
 
 
 class DayuanrenAdapter:
@@ -146,16 +125,7 @@ class DayuanrenAdapter:
     __slots__ = ("_apikey", "_codes", "_query_url", "_sign_suffix", "_submit_url", "_userid", "_userid_form")
 
     def __init__(self, settings: AdapterSettings) -> None:
-        problems: list[tuple[str, str]] = []
-        for key in self.credential_keys:
-            value = settings.credentials.get(key)
-            if value is None:
-                problems.append((f"credentials.{key}", "missing"))
-            elif not value:
-                problems.append((f"credentials.{key}", "empty"))
-        parts = urlsplit(settings.base_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
-            problems.append(("base_url", "must be an http:// or https:// URL without query or fragment"))
+        problems = settings_problems(settings, self.credential_keys)
         for code in settings.codes:
             if _ERRNO.fullmatch(code) is None:
                 problems.append((f"codes.{code}", "dayuanren errno codes are integers like 1002"))
@@ -184,7 +154,7 @@ class DayuanrenAdapter:
             ("mobile", charge.account),
             ("notify_url", charge.callback_url),
             ("out_trade_num", charge.upstream_order_id),
-            ("price", price_text(charge.max_cost_cents)),
+            ("price", yuan_text(charge.max_cost_cents)),
             ("product_id", charge.sku),
         )
         return self._request(self._submit_url, values)
@@ -195,8 +165,8 @@ class DayuanrenAdapter:
             return answer
         try:
             errno, message, data = _envelope(reply.body)
-        except _Unreadable as problem:
-            return _unknown(upstream_order_id, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
+        except Unreadable as problem:
+            return unknown_reply(upstream_order_id, reading_problem(reply, problem))
         if errno != "0":
             return SupplierReply(
                 upstream_order_id=upstream_order_id,
@@ -206,17 +176,17 @@ class DayuanrenAdapter:
             )
         if not isinstance(data, dict):
             # Accepted, but by a reply we cannot read: a query must say what became of it.
-            return _unknown(upstream_order_id, f"accepted without data: {excerpt(reply.body)}", errno)
+            return unknown_reply(upstream_order_id, f"accepted without data: {excerpt(reply.body)}", errno)
         echoed = data.get("out_trade_num")
         if echoed is not None and echoed != upstream_order_id:
-            return _unknown(upstream_order_id, f"reply is about order {echoed!r}", errno)
+            return unknown_reply(upstream_order_id, f"reply is about order {echoed!r}", errno)
         return SupplierReply(
             upstream_order_id=upstream_order_id,
             verdict=Verdict.PROCESSING,
             code=errno,
             message=message,
             supplier_order_id=_identifier(data.get("order_number")),
-            cost_cents=_cents(data.get("total_price")),
+            cost_cents=optional_cents(data.get("total_price")),
         )
 
     def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
@@ -241,8 +211,8 @@ class DayuanrenAdapter:
         # A refused or unreadable query says nothing about the orders it names: all stay unknown.
         try:
             errno, message, data = _envelope(reply.body)
-        except _Unreadable as problem:
-            return _all_unknown(upstream_order_ids, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
+        except Unreadable as problem:
+            return _all_unknown(upstream_order_ids, reading_problem(reply, problem))
         if errno != "0":
             return _all_unknown(upstream_order_ids, message, errno)
         if not isinstance(data, list):
@@ -316,14 +286,14 @@ def _entries(
         answer = _entry(upstream_order_id, entry, errno, message)
         earlier = answers.get(upstream_order_id)
         if earlier is not None and earlier != answer:
-            answer = _unknown(upstream_order_id, "the query reply reports this order twice, differently")
+            answer = unknown_reply(upstream_order_id, "the query reply reports this order twice, differently")
         answers[upstream_order_id] = answer
     for upstream_order_id in upstream_order_ids:
         if upstream_order_id in answers:
             continue
         if unreadable:
             # An unreadable entry may be this order's: absence is no proof it was never charged.
-            answers[upstream_order_id] = _unknown(
+            answers[upstream_order_id] = unknown_reply(
                 upstream_order_id, f"not in the query reply, which has {unreadable} unreadable entries"
             )
         else:
@@ -344,9 +314,11 @@ def _entry(
     verdict = ORDER_STATES.get(state or "", Verdict.UNKNOWN)
     delivered_cents = None
     if verdict is Verdict.PARTIAL:
-        delivered_cents = _cents(entry.get("charge_amount"))
+        delivered_cents = optional_cents(entry.get("charge_amount"))
         if delivered_cents is None:
-            return _unknown(upstream_order_id, f"partial without a readable charge_amount: {entry!r}", errno)
+            return unknown_reply(
+                upstream_order_id, f"partial without a readable charge_amount: {entry!r}", errno
+            )
     return SupplierReply(
         upstream_order_id=upstream_order_id,
         verdict=verdict,
@@ -358,40 +330,21 @@ def _entry(
 
 
 def _envelope(body: bytes) -> tuple[str, str | None, object]:
-    """`errno`, `errmsg` and `data` of a reply body, or `_Unreadable`."""
-    try:
-        reply = orjson.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise _Unreadable("not UTF-8") from error
-    except (ValueError, RecursionError) as error:
-        raise _Unreadable("not JSON") from error
-    if not isinstance(reply, dict):
-        raise _Unreadable("not a JSON object")
+    """`errno`, `errmsg` and `data` of a reply body, or `Unreadable`."""
+    reply = json_object(body)
     errno = _identifier(reply.get("errno"))
     if errno is None or _ERRNO.fullmatch(errno) is None:
-        raise _Unreadable("no integer errno")
-    return errno, _text(reply.get("errmsg")), reply.get("data")
+        raise Unreadable("no integer errno")
+    return errno, optional_text(reply.get("errmsg")), reply.get("data")
 
 
 def _all_unknown(
     upstream_order_ids: Sequence[str], message: str | None, code: str | None = None
 ) -> dict[str, SupplierReply]:
     return {
-        upstream_order_id: SupplierReply(
-            upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
-        )
+        upstream_order_id: unknown_reply(upstream_order_id, message, code)
         for upstream_order_id in upstream_order_ids
     }
-
-
-def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> SupplierReply:
-    return SupplierReply(
-        upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
-    )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _identifier(value: object) -> str | None:
@@ -401,13 +354,3 @@ def _identifier(value: object) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
-
-
-def _cents(value: object) -> int | None:
-    """An optional amount; an amount we cannot read is None, for the caller to judge."""
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        return parse_cents(value)
-    except ValueError:
-        return None

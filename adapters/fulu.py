@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
-from urllib.parse import urlsplit
 
 import orjson
 
-from adapters.amounts import parse_cents
+from adapters.amounts import optional_cents, parse_cents
+from adapters.batches import single_order
+from adapters.chinatime import format_china_time
 from adapters.codes import CodeTable
 from adapters.excerpt import excerpt
 from adapters.interface import (
@@ -32,13 +32,14 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
+from adapters.replies import Unreadable, json_object, optional_text, reading_problem, unknown_reply
+from adapters.settings import settings_problems
 from adapters.transport import http_level_reply
 
 PATH: Final = "/api/getway"
 MOBILE_SUBMIT: Final = "fulu.order.mobile.add"
 DIRECT_SUBMIT: Final = "fulu.order.direct.add"
 QUERY: Final = "fulu.order.info.get"
-CHINA_OFFSET_SECONDS: Final = 8 * 3600
 
 SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
     {
@@ -100,11 +101,7 @@ def sign(params: Mapping[str, Any], secret: str) -> str:
 
 def china_time(timestamp: float) -> str:
     """Unix seconds as fulu's `YYYY-MM-DD HH:MM:SS` in China time (UTC+8, no daylight saving)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp + CHINA_OFFSET_SECONDS))
-
-
-class _Unreadable(Exception):
-    """A reply whose bytes do not form fulu's envelope; becomes an `unknown` verdict."""
+    return format_china_time(timestamp, "%Y-%m-%d %H:%M:%S")
 
 
 class FuluAdapter:
@@ -123,16 +120,7 @@ class FuluAdapter:
     __slots__ = ("_envelope", "_query_codes", "_secret", "_submit_codes", "_url")
 
     def __init__(self, settings: AdapterSettings) -> None:
-        problems: list[tuple[str, str]] = []
-        for key in self.credential_keys:
-            value = settings.credentials.get(key)
-            if value is None:
-                problems.append((f"credentials.{key}", "missing"))
-            elif not value:
-                problems.append((f"credentials.{key}", "empty"))
-        parts = urlsplit(settings.base_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
-            problems.append(("base_url", "must be an http:// or https:// URL without query or fragment"))
+        problems = settings_problems(settings, self.credential_keys)
         if problems:
             raise InvalidSettings(problems)
         self._secret = settings.credentials["app_secret"]
@@ -170,11 +158,11 @@ class FuluAdapter:
         )
 
     def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
-        (upstream_order_id,) = _one(upstream_order_ids)
+        upstream_order_id = single_order(upstream_order_ids, self.protocol)
         return self._request(QUERY, {"customer_order_no": upstream_order_id}, timestamp)
 
     def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
-        (upstream_order_id,) = _one(upstream_order_ids)
+        upstream_order_id = single_order(upstream_order_ids, self.protocol)
         answer = http_level_reply(upstream_order_id, reply, "query") or self._classify(
             upstream_order_id, reply, self._query_codes
         )
@@ -205,8 +193,8 @@ class FuluAdapter:
         return SupplierReply(
             upstream_order_id=upstream_order_id,
             verdict=ORDER_STATES.get(status, Verdict.UNKNOWN),
-            message=_text(fields.get("recharge_description")),
-            supplier_order_id=_text(fields.get("order_id")),
+            message=optional_text(fields.get("recharge_description")),
+            supplier_order_id=optional_text(fields.get("order_id")),
             cost_cents=cost_cents,
         )
 
@@ -228,8 +216,8 @@ class FuluAdapter:
     def _classify(self, upstream_order_id: str, reply: HttpReply, codes: CodeTable) -> SupplierReply:
         try:
             code, message, result, signature = _envelope(reply.body)
-        except _Unreadable as problem:
-            return _unknown(upstream_order_id, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
+        except Unreadable as problem:
+            return unknown_reply(upstream_order_id, reading_problem(reply, problem))
         if code != "0":
             return SupplierReply(
                 upstream_order_id=upstream_order_id, verdict=codes.verdict(code), code=code, message=message
@@ -238,7 +226,7 @@ class FuluAdapter:
             sign_text(result, self._secret).encode(), signature.lower().encode()
         ):
             # The supplier may have charged: a reply we cannot trust is unknown, never "not executed".
-            return _unknown(
+            return unknown_reply(
                 upstream_order_id, f"reply signature does not verify: {excerpt(reply.body)}", code
             )
         try:
@@ -246,63 +234,30 @@ class FuluAdapter:
         except (ValueError, RecursionError):
             order = None
         if not isinstance(order, dict) or not isinstance(state := order.get("order_state"), str):
-            return _unknown(upstream_order_id, f"result has no order_state: {excerpt(reply.body)}", code)
+            return unknown_reply(upstream_order_id, f"result has no order_state: {excerpt(reply.body)}", code)
         echoed = order.get("customer_order_no")
         if echoed is not None and echoed != upstream_order_id:
-            return _unknown(upstream_order_id, f"reply is about order {echoed!r}", code)
+            return unknown_reply(upstream_order_id, f"reply is about order {echoed!r}", code)
         return SupplierReply(
             upstream_order_id=upstream_order_id,
             verdict=ORDER_STATES.get(state, Verdict.UNKNOWN),
             code=code,
             message=message,
-            supplier_order_id=_text(order.get("order_id")),
-            cost_cents=_cents(order.get("order_price")),
+            supplier_order_id=optional_text(order.get("order_id")),
+            cost_cents=optional_cents(order.get("order_price")),
         )
 
 
 def _envelope(body: bytes) -> tuple[str, str | None, str, str | None]:
-    """`code`, `message`, `result` and `sign` of a reply body, or `_Unreadable`."""
-    try:
-        reply = orjson.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise _Unreadable("not UTF-8") from error
-    except (ValueError, RecursionError) as error:
-        raise _Unreadable("not JSON") from error
-    if not isinstance(reply, dict):
-        raise _Unreadable("not a JSON object")
+    """`code`, `message`, `result` and `sign` of a reply body, or `Unreadable`."""
+    reply = json_object(body)
     code = reply.get("code")
     if isinstance(code, str) and code.lstrip("-").isdigit():
         code = int(code)
     if not isinstance(code, int) or isinstance(code, bool):
-        raise _Unreadable("no integer code")
+        raise Unreadable("no integer code")
     result = reply.get("result", "")
     signature = reply.get("sign")
     if not isinstance(result, str) or not (signature is None or isinstance(signature, str)):
-        raise _Unreadable("result or sign is not a string")
-    return str(code), _text(reply.get("message")), result, signature
-
-
-def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> SupplierReply:
-    return SupplierReply(
-        upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
-    )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _cents(value: object) -> int | None:
-    """An optional price; a price we cannot read must not spoil an otherwise clear answer."""
-    if not isinstance(value, str | int | float):
-        return None
-    try:
-        return parse_cents(value)
-    except ValueError:
-        return None
-
-
-def _one(upstream_order_ids: Sequence[str]) -> tuple[str]:
-    if len(upstream_order_ids) != 1:
-        raise ValueError(f"fulu queries one order at a time, not {len(upstream_order_ids)}")
-    return (upstream_order_ids[0],)
+        raise Unreadable("result or sign is not a string")
+    return str(code), optional_text(reply.get("message")), result, signature

@@ -10,13 +10,13 @@ import hmac
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar, Final, Literal
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote
 
-import orjson
-
-from adapters.amounts import parse_cents
+from adapters.amounts import optional_cents
+from adapters.batches import single_order
 from adapters.codes import CodeTable
 from adapters.excerpt import excerpt
+from adapters.forms import RepeatedField, read_fields
 from adapters.interface import (
     AccountKind,
     AdapterSettings,
@@ -31,6 +31,8 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
+from adapters.replies import Unreadable, json_object, reading_problem, unknown_reply
+from adapters.settings import settings_problems
 from adapters.transport import http_level_reply, retry_after_seconds
 
 SUBMIT_PATH: Final = "/ofpay/mobile/onlineorder"
@@ -88,10 +90,6 @@ def callback_sign(key: str, sporder_id: str, orderid: str) -> str:
     return hashlib.md5((key + sporder_id + orderid).encode(), usedforsecurity=False).hexdigest()
 
 
-class _Unreadable(Exception):
-    """A reply whose bytes do not form juhe's envelope; becomes an `unknown` verdict."""
-
-
 class JuheAdapter:
     """juhe for one supplier: URLs, the quoted key and the signing prefixes are computed here once.
 
@@ -115,16 +113,7 @@ class JuheAdapter:
     )
 
     def __init__(self, settings: AdapterSettings) -> None:
-        problems: list[tuple[str, str]] = []
-        for name in self.credential_keys:
-            value = settings.credentials.get(name)
-            if value is None:
-                problems.append((f"credentials.{name}", "missing"))
-            elif not value:
-                problems.append((f"credentials.{name}", "empty"))
-        parts = urlsplit(settings.base_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
-            problems.append(("base_url", "must be an http:// or https:// URL without query or fragment"))
+        problems = settings_problems(settings, self.credential_keys)
         if problems:
             raise InvalidSettings(problems)
         key = settings.credentials["key"]
@@ -167,11 +156,11 @@ class JuheAdapter:
         )
 
     def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
-        (upstream_order_id,) = _one(upstream_order_ids)
+        upstream_order_id = single_order(upstream_order_ids, self.protocol)
         return HttpRequest(method="GET", url=f"{self._query_url}{_param(upstream_order_id)}{self._key_param}")
 
     def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
-        (upstream_order_id,) = _one(upstream_order_ids)
+        upstream_order_id = single_order(upstream_order_ids, self.protocol)
         answer = http_level_reply(upstream_order_id, reply, "query") or self._classify(
             upstream_order_id, reply, "query"
         )
@@ -180,15 +169,12 @@ class JuheAdapter:
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         """Reads the form body strictly as UTF-8; `sta` and `err_msg` are not covered by juhe's sign."""
         try:
-            pairs = parse_qsl(
-                callback.body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=64
-            )
-        except (UnicodeDecodeError, ValueError) as error:
-            raise MalformedMessage(f"callback is not a UTF-8 form: {excerpt(callback.body)}") from error
-        fields = dict(pairs)
-        if len(fields) != len(pairs):
+            fields = read_fields(callback.body.decode("utf-8"), max_fields=64, strict=False)
+        except RepeatedField as error:
             # A repeated field would let whoever reads the form pick a different value than we did.
-            raise MalformedMessage(f"callback repeats a field: {excerpt(callback.body)}")
+            raise MalformedMessage(f"callback repeats a field: {excerpt(callback.body)}") from error
+        except ValueError as error:  # UnicodeDecodeError included
+            raise MalformedMessage(f"callback is not a UTF-8 form: {excerpt(callback.body)}") from error
         missing = [name for name in CALLBACK_FIELDS if name not in fields]
         if missing or not fields["orderid"]:
             raise MalformedMessage(f"callback lacks {', '.join(missing) or 'orderid'}")
@@ -213,8 +199,8 @@ class JuheAdapter:
     ) -> SupplierReply:
         try:
             code, message, result = _envelope(reply.body)
-        except _Unreadable as problem:
-            return _unknown(upstream_order_id, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
+        except Unreadable as problem:
+            return unknown_reply(upstream_order_id, reading_problem(reply, problem))
         if code != "0":
             codes = self._submit_codes if operation == "submit" else self._query_codes
             verdict = codes.verdict(code)
@@ -234,10 +220,10 @@ class JuheAdapter:
         if isinstance(state, int) and not isinstance(state, bool):
             state = str(state)
         if result is None or not isinstance(state, str):
-            return _unknown(upstream_order_id, f"result has no game_state: {excerpt(reply.body)}", code)
+            return unknown_reply(upstream_order_id, f"result has no game_state: {excerpt(reply.body)}", code)
         echoed = result.get("uorderid")
         if echoed is not None and echoed != upstream_order_id:
-            return _unknown(upstream_order_id, f"reply is about order {echoed!r}", code)
+            return unknown_reply(upstream_order_id, f"reply is about order {echoed!r}", code)
         sporder_id = result.get("sporder_id")
         return SupplierReply(
             upstream_order_id=upstream_order_id,
@@ -247,23 +233,16 @@ class JuheAdapter:
             supplier_order_id=sporder_id if isinstance(sporder_id, str) and sporder_id else None,
             # A submit reports `ordercash` as a JSON number, read back exactly through its repr
             # (49.25 gives "49.25"); a query reports `uordercash` as a string.
-            cost_cents=_cents(result.get("ordercash", result.get("uordercash"))),
+            cost_cents=optional_cents(result.get("ordercash", result.get("uordercash"))),
         )
 
 
 def _envelope(body: bytes) -> tuple[str, str | None, Mapping[str, object] | None]:
-    """`error_code`, `reason` and `result` of a reply body, or `_Unreadable`."""
-    try:
-        reply = orjson.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise _Unreadable("not UTF-8") from error
-    except (ValueError, RecursionError) as error:
-        raise _Unreadable("not JSON") from error
-    if not isinstance(reply, dict):
-        raise _Unreadable("not a JSON object")
+    """`error_code`, `reason` and `result` of a reply body, or `Unreadable`."""
+    reply = json_object(body)
     code = reply.get("error_code")
     if not isinstance(code, int) or isinstance(code, bool):
-        raise _Unreadable("no integer error_code")
+        raise Unreadable("no integer error_code")
     result = reply.get("result")
     reason = reply.get("reason")
     return (
@@ -273,28 +252,6 @@ def _envelope(body: bytes) -> tuple[str, str | None, Mapping[str, object] | None
     )
 
 
-def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> SupplierReply:
-    return SupplierReply(
-        upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
-    )
-
-
-def _cents(value: object) -> int | None:
-    """An optional price; a price we cannot read must not spoil an otherwise clear answer."""
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        return parse_cents(value)
-    except ValueError:
-        return None
-
-
 def _param(value: str) -> str:
     """`value` percent-encoded for a query string; ids and phone numbers skip the encoder."""
     return value if value.isascii() and value.isalnum() else quote(value, safe="")
-
-
-def _one(upstream_order_ids: Sequence[str]) -> tuple[str]:
-    if len(upstream_order_ids) != 1:
-        raise ValueError(f"juhe queries one order at a time, not {len(upstream_order_ids)}")
-    return (upstream_order_ids[0],)

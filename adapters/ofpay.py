@@ -8,18 +8,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar, Final
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import quote_plus
 from xml.parsers.expat import ExpatError
 
 import xmltodict
 
-from adapters.amounts import parse_cents
+from adapters.amounts import optional_cents
+from adapters.batches import single_order
+from adapters.chinatime import format_china_time
 from adapters.codes import CodeTable
 from adapters.excerpt import excerpt
+from adapters.forms import read_fields
 from adapters.interface import (
     AccountKind,
     AdapterSettings,
@@ -34,6 +36,8 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
+from adapters.replies import Unreadable, optional_text, reading_problem, unknown_reply
+from adapters.settings import settings_problems
 from adapters.transport import http_level_reply
 
 SUBMIT_PATH: Final = "/onlineorder.do"
@@ -41,7 +45,6 @@ QUERY_PATH: Final = "/api/query.do"
 VERSION: Final = "6.0"
 ACCEPTED: Final = "1"
 """The retcode of an accepted order: its `game_state` then tells how far it got."""
-CHINA_OFFSET_SECONDS: Final = 8 * 3600
 MAX_FORM_FIELDS: Final = 32
 
 SUBMIT_SIGNED: Final = ("userid", "userpws", "cardid", "cardnum", "sporder_id", "sporder_time", "game_userid")
@@ -97,7 +100,7 @@ def callback_sign(userid: str, ret_code: str, sporder_id: str, keystr: str) -> s
 
 def china_time(timestamp: float) -> str:
     """Unix seconds as ofpay's `yyyyMMddHHmmss` in China time (UTC+8, no daylight saving)."""
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime(timestamp + CHINA_OFFSET_SECONDS))
+    return format_china_time(timestamp, "%Y%m%d%H%M%S")
 
 
 def encode_value(value: str) -> str:
@@ -115,22 +118,7 @@ def read_form(data: bytes | str) -> dict[str, str]:
     fields and more than `MAX_FORM_FIELDS` fields are all refused.
     """
     text = (data.decode("ascii") if isinstance(data, bytes) else data).strip()
-    pairs = parse_qsl(
-        text,
-        keep_blank_values=True,
-        strict_parsing=True,
-        encoding="gb18030",
-        errors="strict",
-        max_num_fields=MAX_FORM_FIELDS,
-    )
-    fields = dict(pairs)
-    if len(fields) != len(pairs):
-        raise ValueError("a field is repeated")
-    return fields
-
-
-class _Unreadable(Exception):
-    """A reply whose bytes are not an ofpay `orderinfo` document; becomes an `unknown` verdict."""
+    return read_fields(text, max_fields=MAX_FORM_FIELDS, encoding="gb18030")
 
 
 class OfpayAdapter:
@@ -158,18 +146,7 @@ class OfpayAdapter:
     )
 
     def __init__(self, settings: AdapterSettings) -> None:
-        problems: list[tuple[str, str]] = []
-        for key in self.credential_keys:
-            value = settings.credentials.get(key)
-            if value is None:
-                problems.append((f"credentials.{key}", "missing"))
-            elif not value:
-                problems.append((f"credentials.{key}", "empty"))
-            elif not _gbk_encodable(value):
-                problems.append((f"credentials.{key}", "has characters GBK cannot encode"))
-        parts = urlsplit(settings.base_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
-            problems.append(("base_url", "must be an http:// or https:// URL without query or fragment"))
+        problems = settings_problems(settings, self.credential_keys, _gbk_problem)
         if problems:
             raise InvalidSettings(problems)
         userid = settings.credentials["userid"]
@@ -228,13 +205,13 @@ class OfpayAdapter:
         )
 
     def build_query(self, upstream_order_ids: Sequence[str], timestamp: float) -> HttpRequest:
-        (upstream_order_id,) = _one(upstream_order_ids)
+        upstream_order_id = single_order(upstream_order_ids, self.protocol)
         return HttpRequest(
             method="GET", url=self._query_url + encode_value(upstream_order_id), headers=_NO_HEADERS
         )
 
     def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
-        (upstream_order_id,) = _one(upstream_order_ids)
+        upstream_order_id = single_order(upstream_order_ids, self.protocol)
         answer = http_level_reply(upstream_order_id, reply, "query") or self._query_answer(
             upstream_order_id, reply
         )
@@ -272,15 +249,15 @@ class OfpayAdapter:
     def _classify(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
         try:
             order = _orderinfo(reply.body)
-        except _Unreadable as problem:
-            return _unknown(upstream_order_id, f"HTTP {reply.status}, {problem}: {excerpt(reply.body)}")
-        retcode = _text(order.get("retcode"))
+        except Unreadable as problem:
+            return unknown_reply(upstream_order_id, reading_problem(reply, problem))
+        retcode = optional_text(order.get("retcode"))
         if not retcode:
-            return _unknown(upstream_order_id, f"HTTP {reply.status}, no retcode: {excerpt(reply.body)}")
-        message = _text(order.get("err_msg"))
+            return unknown_reply(upstream_order_id, reading_problem(reply, "no retcode"))
+        message = optional_text(order.get("err_msg"))
         echoed = order.get("sporder_id")
         if echoed is not None and echoed != upstream_order_id:
-            return _unknown(upstream_order_id, f"reply is about order {echoed!r}", retcode)
+            return unknown_reply(upstream_order_id, f"reply is about order {echoed!r}", retcode)
         if retcode != ACCEPTED:
             return SupplierReply(
                 upstream_order_id=upstream_order_id,
@@ -290,10 +267,10 @@ class OfpayAdapter:
             )
         if echoed is None:
             # Only the echo ties an acceptance to this order rather than to some other request.
-            return _unknown(
+            return unknown_reply(
                 upstream_order_id, f"accepted reply names no sporder_id: {excerpt(reply.body)}", retcode
             )
-        state = _text(order.get("game_state"))
+        state = optional_text(order.get("game_state"))
         verdict = GAME_STATES.get(state or "", Verdict.UNKNOWN)
         if verdict is Verdict.UNKNOWN:
             message = f"game_state {state!r} is not 0, 1 or 9"
@@ -302,16 +279,14 @@ class OfpayAdapter:
             verdict=verdict,
             code=retcode,
             message=message,
-            supplier_order_id=_text(order.get("orderid")),
-            cost_cents=_cents(order.get("ordercash")),
+            supplier_order_id=optional_text(order.get("orderid")),
+            cost_cents=optional_cents(order.get("ordercash")),
         )
 
     def _query_answer(self, upstream_order_id: str, reply: HttpReply) -> SupplierReply:
         answer = reply.body.strip()
         if reply.status != 200 or not _QUERY_ANSWER.fullmatch(answer):
-            return _unknown(
-                upstream_order_id, f"HTTP {reply.status}, not a query answer: {excerpt(reply.body)}"
-            )
+            return unknown_reply(upstream_order_id, reading_problem(reply, "not a query answer"))
         code = answer.decode("ascii")
         return SupplierReply(
             upstream_order_id=upstream_order_id,
@@ -322,58 +297,32 @@ class OfpayAdapter:
 
 
 def _orderinfo(body: bytes) -> Mapping[str, object]:
-    """The children of a reply's `orderinfo` element, or `_Unreadable`."""
+    """The children of a reply's `orderinfo` element, or `Unreadable`."""
     if not body.strip():
-        raise _Unreadable("empty body")
+        raise Unreadable("empty body")
     try:
         # GB18030 extends GB2312 and GBK byte for byte; Expat reads none of them, so decode here.
         text = body.decode("gb18030").lstrip()
     except UnicodeDecodeError as error:
-        raise _Unreadable("not GB2312") from error
+        raise Unreadable("not GB2312") from error
     if _DTD.search(text):
-        raise _Unreadable("DTD refused")
+        raise Unreadable("DTD refused")
     if text.startswith("<?xml"):
         # The declaration names an encoding the text no longer has.
         text = text[text.find("?>") + 2 :]
     try:
         document = xmltodict.parse(text, disable_entities=True, xml_attribs=False)
     except (ExpatError, ValueError) as error:
-        raise _Unreadable("not well-formed XML") from error
+        raise Unreadable("not well-formed XML") from error
     order = document.get("orderinfo") if isinstance(document, dict) else None
     if not isinstance(order, dict):
-        raise _Unreadable("no orderinfo")
+        raise Unreadable("no orderinfo")
     return order
 
 
-def _gbk_encodable(value: str) -> bool:
+def _gbk_problem(value: str) -> str | None:
     try:
         value.encode("gbk")
     except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _unknown(upstream_order_id: str, message: str, code: str | None = None) -> SupplierReply:
-    return SupplierReply(
-        upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
-    )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _cents(value: object) -> int | None:
-    """An optional amount; one we cannot read must not spoil an otherwise clear answer."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_cents(value)
-    except ValueError:
-        return None
-
-
-def _one(upstream_order_ids: Sequence[str]) -> tuple[str]:
-    if len(upstream_order_ids) != 1:
-        raise ValueError(f"ofpay queries one order at a time, not {len(upstream_order_ids)}")
-    return (upstream_order_ids[0],)
+        return "has characters GBK cannot encode"
+    return None

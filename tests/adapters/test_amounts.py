@@ -1,10 +1,10 @@
-"""parse_cents: supplier money strings and numbers to exact cents, or a ValueError."""
+"""Supplier money strings and numbers to exact cents (or a ValueError), and cents back to yuan text."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapters.amounts import parse_cents
+from adapters.amounts import optional_cents, parse_cents, yuan_text
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,23 @@ def test_amounts(value: str | int | float, cents: int) -> None:
 def test_not_amounts(value: str | int | float) -> None:
     with pytest.raises(ValueError, match="not an amount"):
         parse_cents(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "cents"),
+    [("49.30", 4930), (49.3, 4930), (50, 5000), ("49.301", None), (True, None), (None, None), ({}, None)],
+)
+def test_optional_cents(value: object, cents: int | None) -> None:
+    assert optional_cents(value) == cents
+
+
+def test_yuan_text() -> None:
+    assert [yuan_text(cents) for cents in (4930, 5000, 5, 0, 123456)] == [
+        "49.30",
+        "50.00",
+        "0.05",
+        "0.00",
+        "1234.56",
+    ]
+    with pytest.raises(ValueError, match="negative"):
+        yuan_text(-1)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 
-from adapters.dayuanren import DayuanrenAdapter, decode_form, encode_form, price_text, sign, signed_text
-from adapters.excerpt import excerpt
+from adapters.dayuanren import DayuanrenAdapter, decode_form, encode_form, sign, signed_text
 from adapters.interface import (
     AccountKind,
     AdapterSettings,
@@ -22,17 +19,14 @@ from adapters.interface import (
     HttpResponse,
     InboundCallback,
     InvalidSettings,
-    MalformedMessage,
-    SupplierReply,
     Verdict,
 )
+from tests.adapters.cases import Fixtures
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "dayuanren"
-CASES: Mapping[str, Any] = tomllib.loads((FIXTURES / "cases.toml").read_text(encoding="utf-8"))
-ORDER_ID: str = CASES["upstream_order_id"]
-QUERY_IDS: list[str] = CASES["query_ids"]
+FIXTURES = Fixtures("dayuanren")
+ORDER_ID = FIXTURES.order_id
+QUERY_IDS: list[str] = FIXTURES.cases["query_ids"]
 CREDENTIALS = {"userid": "10001", "apikey": "demo-apikey"}
-RAISES = {"BadSignature": BadSignature, "MalformedMessage": MalformedMessage}
 
 # The test vector (dayuanren.md), which signs no `price`.
 VECTOR_FIELDS = {
@@ -85,37 +79,6 @@ def charge(**changes: Any) -> Charge:
         "timestamp": 1_795_312_800.0,
     }
     return Charge(**(fields | changes))
-
-
-def load(name: str) -> tuple[str, dict[str, str], bytes]:
-    """A fixture file: a raw HTTP message with `\\n` line ends, its body exactly the rest."""
-    head, _, body = (FIXTURES / name).read_bytes().partition(b"\n\n")
-    first, *lines = head.decode().split("\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return first, headers, body
-
-
-def as_reply(name: str) -> HttpReply:
-    status_line, headers, body = load(name)
-    return HttpReply(status=int(status_line.split()[1]), headers=headers, body=body)
-
-
-def as_callback(name: str) -> InboundCallback:
-    request_line, headers, body = load(name)
-    method, _path, _version = request_line.split()
-    return InboundCallback(method=method, query={}, content_type=headers["Content-Type"], body=body)
-
-
-def check(reply: SupplierReply, upstream_order_id: str, case: Mapping[str, Any], body: bytes) -> None:
-    assert reply.upstream_order_id == upstream_order_id
-    assert reply.verdict is Verdict(case["verdict"])
-    for key in ("code", "supplier_order_id", "cost_cents", "delivered_cents", "retry_after_seconds"):
-        assert getattr(reply, key) == case.get(key), key
-    if "message" in case:
-        assert reply.message == case["message"]
-    if case.get("quotes_body"):
-        assert reply.message is not None
-        assert excerpt(body) in reply.message
 
 
 def md5_upper(text: str) -> str:
@@ -220,18 +183,6 @@ def test_query_ids_must_not_break_the_list(bad: str) -> None:
         adapter().build_query([ORDER_ID, bad], 0.0)
 
 
-def test_price_text() -> None:
-    assert [price_text(cents) for cents in (4930, 5000, 5, 0, 123456)] == [
-        "49.30",
-        "50.00",
-        "0.05",
-        "0.00",
-        "1234.56",
-    ]
-    with pytest.raises(ValueError, match="negative"):
-        price_text(-1)
-
-
 def test_form_round_trip_and_refusals() -> None:
     fields = {"remark": "充值 成功", "url": "http://h/?a=1&b=2", "empty": ""}
     assert decode_form(encode_form(fields)) == fields
@@ -291,57 +242,50 @@ def test_class_contract() -> None:
 
 
 def test_every_fixture_has_a_case_and_every_case_a_fixture() -> None:
-    named = {name for section in ("submit", "query", "callback") for name in CASES[section]}
-    assert named == {path.name for path in FIXTURES.glob("*.http")}
+    assert FIXTURES.listed() == FIXTURES.files()
 
 
-@pytest.mark.parametrize("name", sorted(CASES["submit"]))
+@pytest.mark.parametrize("name", FIXTURES.names("submit"))
 def test_submit_fixture(name: str) -> None:
-    reply = as_reply(name)
-    check(adapter().parse_submit(ORDER_ID, reply), ORDER_ID, CASES["submit"][name], reply.body)
+    FIXTURES.check_submit(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["query"]))
+@pytest.mark.parametrize("name", FIXTURES.names("query"))
 def test_query_fixture(name: str) -> None:
-    reply = as_reply(name)
-    case = CASES["query"][name]
+    # A batch protocol: every id asked gets its own expectation (`answers`, else `others`).
+    reply = FIXTURES.reply(name)
+    case = FIXTURES.cases["query"][name]
     answers = adapter().parse_query(QUERY_IDS, reply)
     assert list(answers) == QUERY_IDS
     for upstream_order_id in QUERY_IDS:
         expected = case.get("answers", {}).get(upstream_order_id, case.get("others"))
         assert expected is not None, f"{name} says nothing about {upstream_order_id}"
-        check(answers[upstream_order_id], upstream_order_id, expected, reply.body)
+        FIXTURES.check(answers[upstream_order_id], expected, reply.body, upstream_order_id)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["callback"]))
+@pytest.mark.parametrize("name", FIXTURES.names("callback"))
 def test_callback_fixture(name: str) -> None:
-    callback = as_callback(name)
-    case = CASES["callback"][name]
-    if "raises" in case:
-        with pytest.raises(RAISES[case["raises"]]):
-            adapter().parse_callback(callback)
-    else:
-        check(adapter().parse_callback(callback), ORDER_ID, case, callback.body)
+    FIXTURES.check_callback(adapter(), name)
 
 
 def test_query_of_a_subset_answers_exactly_the_ids_asked() -> None:
     asked = [QUERY_IDS[4], QUERY_IDS[1]]
-    answers = adapter().parse_query(asked, as_reply("query-every-state.http"))
+    answers = adapter().parse_query(asked, FIXTURES.reply("query-every-state.http"))
     assert list(answers) == asked
     assert [answer.verdict for answer in answers.values()] == [Verdict.PARTIAL, Verdict.SUCCEEDED]
 
 
 def test_callback_fields_are_verified_not_the_content_type() -> None:
-    callback = as_callback("callback-success.http")
+    callback = FIXTURES.callback("callback-success.http")
     relabelled = InboundCallback(method="POST", query={}, content_type="text/plain", body=callback.body)
     assert adapter().parse_callback(relabelled).verdict is Verdict.SUCCEEDED
 
 
 def test_callback_of_another_merchant_does_not_verify_with_our_key() -> None:
     with pytest.raises(BadSignature):
-        adapter(apikey="other-apikey").parse_callback(as_callback("callback-success.http"))
+        adapter(apikey="other-apikey").parse_callback(FIXTURES.callback("callback-success.http"))
     with pytest.raises(BadSignature, match="userid"):
-        adapter(userid="10002").parse_callback(as_callback("callback-success.http"))
+        adapter(userid="10002").parse_callback(FIXTURES.callback("callback-success.http"))
 
 
 # Code table

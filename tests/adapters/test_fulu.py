@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters import fulu
-from adapters.excerpt import excerpt
 from adapters.fulu import FuluAdapter, sign
 from adapters.interface import (
     AccountKind,
@@ -22,20 +19,18 @@ from adapters.interface import (
     HttpResponse,
     InboundCallback,
     InvalidSettings,
-    MalformedMessage,
     Verdict,
 )
+from tests.adapters.cases import Fixtures
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "fulu"
-CASES: Mapping[str, Any] = tomllib.loads((FIXTURES / "cases.toml").read_text(encoding="utf-8"))
-ORDER_ID: str = CASES["upstream_order_id"]
+FIXTURES = Fixtures("fulu")
+ORDER_ID = FIXTURES.order_id
 CREDENTIALS = {"app_key": "demo-app-key", "app_secret": "demo-app-secret"}
 VECTOR_TIME = 1_795_312_800.0  # 2026-11-22 10:00:00 in China
 VECTOR_BIZ = (
     '{"charge_phone":"13800138000","charge_value":50,"customer_order_no":"G01J8Z3Q7K2M4N6P8R0T2V4X6Z01"}'
 )
 VECTOR_SIGN = "bb92097082085d74ab291205bb5d1456"
-RAISES = {"BadSignature": BadSignature, "MalformedMessage": MalformedMessage}
 
 
 def adapter(codes: Mapping[str, Verdict] | None = None) -> FuluAdapter:
@@ -59,30 +54,6 @@ def charge(**changes: Any) -> Charge:
         "timestamp": VECTOR_TIME,
     }
     return Charge(**(fields | changes))
-
-
-def load(name: str) -> tuple[str, dict[str, str], bytes]:
-    """A fixture file: a raw HTTP message with `\\n` line ends, its body exactly the rest."""
-    head, _, body = (FIXTURES / name).read_bytes().partition(b"\n\n")
-    first, *lines = head.decode().split("\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return first, headers, body
-
-
-def as_reply(name: str) -> HttpReply:
-    status_line, headers, body = load(name)
-    return HttpReply(status=int(status_line.split()[1]), headers=headers, body=body)
-
-
-def check(reply: Any, case: Mapping[str, Any], body: bytes) -> None:
-    assert reply.upstream_order_id == ORDER_ID
-    assert reply.verdict is Verdict(case["verdict"])
-    for key in ("code", "supplier_order_id", "cost_cents", "retry_after_seconds"):
-        assert getattr(reply, key) == case.get(key), key
-    if "message" in case:
-        assert reply.message == case["message"]
-    if case.get("quotes_body"):
-        assert excerpt(body) in reply.message
 
 
 # The test vector (fulu.md)
@@ -220,45 +191,32 @@ def test_class_contract() -> None:
 
 
 def test_every_fixture_has_a_case_and_every_case_a_fixture() -> None:
-    named = {name for section in ("submit", "query", "callback") for name in CASES[section]}
-    assert named == {path.name for path in FIXTURES.glob("*.http")}
+    assert FIXTURES.listed() == FIXTURES.files()
 
 
-@pytest.mark.parametrize("name", sorted(CASES["submit"]))
+@pytest.mark.parametrize("name", FIXTURES.names("submit"))
 def test_submit_fixture(name: str) -> None:
-    reply = as_reply(name)
-    check(adapter().parse_submit(ORDER_ID, reply), CASES["submit"][name], reply.body)
+    FIXTURES.check_submit(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["query"]))
+@pytest.mark.parametrize("name", FIXTURES.names("query"))
 def test_query_fixture(name: str) -> None:
-    reply = as_reply(name)
-    answers = adapter().parse_query([ORDER_ID], reply)
-    assert list(answers) == [ORDER_ID]
-    check(answers[ORDER_ID], CASES["query"][name], reply.body)
+    FIXTURES.check_query(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["callback"]))
+@pytest.mark.parametrize("name", FIXTURES.names("callback"))
 def test_callback_fixture(name: str) -> None:
-    request_line, headers, body = load(name)
-    method, _path, _version = request_line.split()
-    callback = InboundCallback(method=method, query={}, content_type=headers["Content-Type"], body=body)
-    case = CASES["callback"][name]
-    if "raises" in case:
-        with pytest.raises(RAISES[case["raises"]]):
-            adapter().parse_callback(callback)
-    else:
-        check(adapter().parse_callback(callback), case, body)
+    FIXTURES.check_callback(adapter(), name)
 
 
 def test_query_throttling_leaves_the_order_unknown() -> None:
-    answer = adapter().parse_query([ORDER_ID], as_reply("http-429-retry-after.http"))[ORDER_ID]
+    answer = adapter().parse_query([ORDER_ID], FIXTURES.reply("http-429-retry-after.http"))[ORDER_ID]
     assert answer.verdict is Verdict.UNKNOWN
     assert answer.retry_after_seconds == 3.0
 
 
 def test_query_of_garbage_is_unknown() -> None:
-    answer = adapter().parse_query([ORDER_ID], as_reply("html-error-page.http"))[ORDER_ID]
+    answer = adapter().parse_query([ORDER_ID], FIXTURES.reply("html-error-page.http"))[ORDER_ID]
     assert answer.verdict is Verdict.UNKNOWN
 
 
@@ -266,7 +224,7 @@ def test_wrong_secret_makes_a_good_reply_unknown() -> None:
     other = FuluAdapter(
         AdapterSettings(name="fulu", base_url="http://h", credentials={**CREDENTIALS, "app_secret": "other"})
     )
-    assert other.parse_submit(ORDER_ID, as_reply("submit-success.http")).verdict is Verdict.UNKNOWN
+    assert other.parse_submit(ORDER_ID, FIXTURES.reply("submit-success.http")).verdict is Verdict.UNKNOWN
 
 
 # Code table

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from adapters.excerpt import excerpt
 from adapters.interface import (
     AccountKind,
     AdapterSettings,
@@ -20,14 +17,13 @@ from adapters.interface import (
     HttpResponse,
     InboundCallback,
     InvalidSettings,
-    MalformedMessage,
     Verdict,
 )
 from adapters.juhe import FACE_VALUES_YUAN, JuheAdapter, callback_sign, submit_sign
+from tests.adapters.cases import Fixtures
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "juhe"
-CASES: Mapping[str, Any] = tomllib.loads((FIXTURES / "cases.toml").read_text(encoding="utf-8"))
-ORDER_ID: str = CASES["upstream_order_id"]
+FIXTURES = Fixtures("juhe")
+ORDER_ID = FIXTURES.order_id
 CREDENTIALS = {"key": "demo-key", "openid": "demo-openid"}
 VECTOR_SUBMIT_SIGN = "44985caf130ad394835f7d672bcf0c2b"
 VECTOR_CALLBACK_SIGN = "339f2eb8ed851587ae54a4d753852ef3"
@@ -36,7 +32,6 @@ VECTOR_URL = (
     "http://127.0.0.1:9103/ofpay/mobile/onlineorder?phoneno=13800138000&cardnum=50"
     f"&orderid=G01J8Z3Q7K2M4N6P8R0T2V4X6Z01&key=demo-key&sign={VECTOR_SUBMIT_SIGN}"
 )
-RAISES = {"BadSignature": BadSignature, "MalformedMessage": MalformedMessage}
 
 
 def adapter(codes: Mapping[str, Verdict] | None = None, **credentials: str) -> JuheAdapter:
@@ -63,36 +58,6 @@ def charge(**changes: Any) -> Charge:
         "timestamp": 1_795_312_800.0,
     }
     return Charge(**(fields | changes))
-
-
-def load(name: str) -> tuple[str, dict[str, str], bytes]:
-    """A fixture file: a raw HTTP message with `\\n` line ends, its body exactly the rest."""
-    head, _, body = (FIXTURES / name).read_bytes().partition(b"\n\n")
-    first, *lines = head.decode().split("\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return first, headers, body
-
-
-def as_reply(name: str) -> HttpReply:
-    status_line, headers, body = load(name)
-    return HttpReply(status=int(status_line.split()[1]), headers=headers, body=body)
-
-
-def as_callback(name: str) -> InboundCallback:
-    request_line, headers, body = load(name)
-    method, _path, _version = request_line.split()
-    return InboundCallback(method=method, query={}, content_type=headers["Content-Type"], body=body)
-
-
-def check(reply: Any, case: Mapping[str, Any], body: bytes) -> None:
-    assert reply.upstream_order_id == ORDER_ID
-    assert reply.verdict is Verdict(case["verdict"])
-    for key in ("code", "supplier_order_id", "cost_cents", "retry_after_seconds"):
-        assert getattr(reply, key) == case.get(key), key
-    if "message" in case:
-        assert reply.message == case["message"]
-    if case.get("quotes_body"):
-        assert excerpt(body) in reply.message
 
 
 def params(url: str) -> dict[str, str]:
@@ -124,9 +89,9 @@ def test_vector_callback_sign_function() -> None:
 
 
 def test_vector_callback_fixture_carries_the_vector_sign() -> None:
-    _, _, body = load("callback-success.http")
+    _, _, body = FIXTURES.load("callback-success.http")
     assert params("?" + body.decode())["sign"] == VECTOR_CALLBACK_SIGN
-    assert adapter().parse_callback(as_callback("callback-success.http")).verdict is Verdict.SUCCEEDED
+    assert adapter().parse_callback(FIXTURES.callback("callback-success.http")).verdict is Verdict.SUCCEEDED
 
 
 # Submit requests
@@ -235,38 +200,27 @@ def test_class_contract() -> None:
 
 
 def test_every_fixture_has_a_case_and_every_case_a_fixture() -> None:
-    named = {name for section in ("submit", "query", "callback") for name in CASES[section]}
-    assert named == {path.name for path in FIXTURES.glob("*.http")}
+    assert FIXTURES.listed() == FIXTURES.files()
 
 
-@pytest.mark.parametrize("name", sorted(CASES["submit"]))
+@pytest.mark.parametrize("name", FIXTURES.names("submit"))
 def test_submit_fixture(name: str) -> None:
-    reply = as_reply(name)
-    check(adapter().parse_submit(ORDER_ID, reply), CASES["submit"][name], reply.body)
+    FIXTURES.check_submit(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["query"]))
+@pytest.mark.parametrize("name", FIXTURES.names("query"))
 def test_query_fixture(name: str) -> None:
-    reply = as_reply(name)
-    answers = adapter().parse_query([ORDER_ID], reply)
-    assert list(answers) == [ORDER_ID]
-    check(answers[ORDER_ID], CASES["query"][name], reply.body)
+    FIXTURES.check_query(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["callback"]))
+@pytest.mark.parametrize("name", FIXTURES.names("callback"))
 def test_callback_fixture(name: str) -> None:
-    callback = as_callback(name)
-    case = CASES["callback"][name]
-    if "raises" in case:
-        with pytest.raises(RAISES[case["raises"]]):
-            adapter().parse_callback(callback)
-    else:
-        check(adapter().parse_callback(callback), case, callback.body)
+    FIXTURES.check_callback(adapter(), name)
 
 
 def test_callback_with_another_key_does_not_verify() -> None:
     with pytest.raises(BadSignature):
-        adapter(key="other-key").parse_callback(as_callback("callback-success.http"))
+        adapter(key="other-key").parse_callback(FIXTURES.callback("callback-success.http"))
 
 
 def test_callback_read_from_a_body_built_by_urlencode() -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -14,7 +12,6 @@ import pytest
 import xmltodict
 
 from adapters import ofpay
-from adapters.excerpt import excerpt
 from adapters.interface import (
     AccountKind,
     AdapterSettings,
@@ -24,14 +21,14 @@ from adapters.interface import (
     HttpResponse,
     InboundCallback,
     InvalidSettings,
-    MalformedMessage,
     Verdict,
 )
 from adapters.ofpay import OfpayAdapter, callback_sign, china_time, read_form, sign, userpws
+from tests.adapters.cases import Fixtures
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "ofpay"
-CASES: Mapping[str, Any] = tomllib.loads((FIXTURES / "cases.toml").read_text(encoding="utf-8"))
-ORDER_ID: str = CASES["upstream_order_id"]
+# cases.toml states every message: one it leaves out must be None.
+FIXTURES = Fixtures("ofpay", exact_messages=True)
+ORDER_ID = FIXTURES.order_id
 CREDENTIALS = {"userid": "A1234567", "password": "demo-password", "keystr": "OFCARD"}
 CALLBACK_URL = "http://127.0.0.1:8080/callbacks/ofpay"
 VECTOR_TIME = 1_795_312_800.0  # 2026-11-22 10:00:00 in China
@@ -44,7 +41,6 @@ VECTOR_URL = (
     "&game_userid=13800138000&md5_str=74DC02BEA85012B4DA5D27445417E589"
     "&ret_url=http%3A%2F%2F127.0.0.1%3A8080%2Fcallbacks%2Fofpay&version=6.0"
 )
-RAISES = {"BadSignature": BadSignature, "MalformedMessage": MalformedMessage}
 
 
 def adapter(codes: Mapping[str, Verdict] | None = None, **credentials: str) -> OfpayAdapter:
@@ -73,34 +69,10 @@ def charge(**changes: Any) -> Charge:
     return Charge(**(fields | changes))
 
 
-def load(name: str) -> tuple[str, dict[str, str], bytes]:
-    """A fixture file: a raw HTTP message with `\\n` line ends, its body exactly the rest."""
-    head, _, body = (FIXTURES / name).read_bytes().partition(b"\n\n")
-    first, *lines = head.decode().split("\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return first, headers, body
-
-
-def as_reply(name: str) -> HttpReply:
-    status_line, headers, body = load(name)
-    return HttpReply(status=int(status_line.split()[1]), headers=headers, body=body)
-
-
 def query_fields(url: str) -> list[tuple[str, bytes]]:
     """The query of `url` as (name, raw value bytes) pairs, in order: what went on the wire."""
     pairs = [pair.split("=", 1) for pair in urlsplit(url).query.split("&")]
     return [(name, unquote_to_bytes(value.replace("+", " "))) for name, value in pairs]
-
-
-def check(reply: Any, case: Mapping[str, Any], body: bytes) -> None:
-    assert reply.upstream_order_id == ORDER_ID
-    assert reply.verdict is Verdict(case["verdict"])
-    for key in ("code", "supplier_order_id", "cost_cents", "retry_after_seconds"):
-        assert getattr(reply, key) == case.get(key), key
-    if case.get("quotes_body"):
-        assert excerpt(body) in reply.message
-    else:
-        assert reply.message == case.get("message")
 
 
 # The test vector (ofpay.md)
@@ -207,7 +179,7 @@ def test_query_takes_exactly_one_id(ids: list[str]) -> None:
     with pytest.raises(ValueError, match="one order at a time"):
         adapter().build_query(ids, VECTOR_TIME)
     with pytest.raises(ValueError, match="one order at a time"):
-        adapter().parse_query(ids, as_reply("query-success.http"))
+        adapter().parse_query(ids, FIXTURES.reply("query-success.http"))
 
 
 def test_base_url_path_is_kept() -> None:
@@ -250,39 +222,26 @@ def test_class_contract() -> None:
 
 
 def test_every_fixture_has_a_case_and_every_case_a_fixture() -> None:
-    named = {name for section in ("submit", "query", "callback") for name in CASES[section]}
-    assert named == {path.name for path in FIXTURES.glob("*.http")}
+    assert FIXTURES.listed() == FIXTURES.files()
 
 
-@pytest.mark.parametrize("name", sorted(CASES["submit"]))
+@pytest.mark.parametrize("name", FIXTURES.names("submit"))
 def test_submit_fixture(name: str) -> None:
-    reply = as_reply(name)
-    check(adapter().parse_submit(ORDER_ID, reply), CASES["submit"][name], reply.body)
+    FIXTURES.check_submit(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["query"]))
+@pytest.mark.parametrize("name", FIXTURES.names("query"))
 def test_query_fixture(name: str) -> None:
-    reply = as_reply(name)
-    answers = adapter().parse_query([ORDER_ID], reply)
-    assert list(answers) == [ORDER_ID]
-    check(answers[ORDER_ID], CASES["query"][name], reply.body)
+    FIXTURES.check_query(adapter(), name)
 
 
-@pytest.mark.parametrize("name", sorted(CASES["callback"]))
+@pytest.mark.parametrize("name", FIXTURES.names("callback"))
 def test_callback_fixture(name: str) -> None:
-    request_line, headers, body = load(name)
-    method, _path, _version = request_line.split()
-    callback = InboundCallback(method=method, query={}, content_type=headers["Content-Type"], body=body)
-    case = CASES["callback"][name]
-    if "raises" in case:
-        with pytest.raises(RAISES[case["raises"]]):
-            adapter().parse_callback(callback)
-    else:
-        check(adapter().parse_callback(callback), case, body)
+    FIXTURES.check_callback(adapter(), name)
 
 
 def test_the_reply_fixtures_are_really_gb2312() -> None:
-    _, headers, body = load("submit-processing.http")
+    _, headers, body = FIXTURES.load("submit-processing.http")
     assert headers["Content-Type"] == "text/xml; charset=GB2312"
     assert body.startswith(b'<?xml version="1.0" encoding="GB2312"?>')
     assert "移动话费50元直充".encode("gb2312") in body
@@ -291,8 +250,7 @@ def test_the_reply_fixtures_are_really_gb2312() -> None:
 
 
 def test_callback_with_another_key_does_not_verify() -> None:
-    _, headers, body = load("callback-success.http")
-    callback = InboundCallback(method="POST", query={}, content_type=headers["Content-Type"], body=body)
+    callback = FIXTURES.callback("callback-success.http")
     with pytest.raises(BadSignature):
         adapter(keystr="OTHER").parse_callback(callback)
     with pytest.raises(BadSignature):
@@ -310,13 +268,13 @@ def test_dtds_are_refused_before_any_parser_sees_them(name: str, monkeypatch: py
         raise AssertionError("a DTD reached the XML parser")
 
     monkeypatch.setattr(xmltodict, "parse", parse)
-    reply = adapter().parse_submit(ORDER_ID, as_reply(name))
+    reply = adapter().parse_submit(ORDER_ID, FIXTURES.reply(name))
     assert reply.verdict is Verdict.UNKNOWN
     assert "DTD refused" in (reply.message or "")
 
 
 def test_billion_laughs_finishes_at_once() -> None:
-    bomb = as_reply("billion-laughs.http")
+    bomb = FIXTURES.reply("billion-laughs.http")
     started = time.perf_counter()
     for _ in range(100):
         assert adapter().parse_submit(ORDER_ID, bomb).verdict is Verdict.UNKNOWN
@@ -383,7 +341,9 @@ def test_query_answers_are_overridable_data() -> None:
 
 def test_retcode_1_is_never_taken_from_the_table() -> None:
     overridden = adapter({"1": Verdict.FAILED})
-    assert overridden.parse_submit(ORDER_ID, as_reply("submit-success.http")).verdict is Verdict.SUCCEEDED
+    assert (
+        overridden.parse_submit(ORDER_ID, FIXTURES.reply("submit-success.http")).verdict is Verdict.SUCCEEDED
+    )
 
 
 def refusal(code: str) -> HttpReply:

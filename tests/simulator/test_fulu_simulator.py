@@ -13,7 +13,15 @@ from adapters.interface import AccountKind, HttpRequest, Verdict
 from gateway.clock import ManualClock
 from gateway.config.model import SimulateConfig
 from gateway.simulator import ChargeState, Operation, UnknownSimulator, build_simulator
-from tests.simulator.conftest import CREDENTIALS, MakeSupplier, fulu_adapter
+from tests.simulator.conftest import MakeSupplier, SimulatedProtocol
+from tests.simulator.protocols import FULU
+
+CREDENTIALS = FULU.credentials
+
+
+@pytest.fixture
+def protocol() -> SimulatedProtocol:
+    return FULU
 
 
 async def test_submit_processing_then_signed_callback_then_query(make_supplier: MakeSupplier) -> None:
@@ -45,14 +53,6 @@ async def test_submit_processing_then_signed_callback_then_query(make_supplier: 
     )
 
 
-async def test_query_while_charging_says_processing(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier(result_after=5.0)
-    order_id = supplier.new_id()
-    await supplier.submit(order_id)
-
-    assert (await supplier.query(order_id)).verdict is Verdict.PROCESSING
-
-
 async def test_declined_order_is_reported_failed(make_supplier: MakeSupplier) -> None:
     supplier = await make_supplier(success_rate=0.0)
     order_id = supplier.new_id()
@@ -73,78 +73,9 @@ async def test_query_of_an_unknown_id_is_not_found(make_supplier: MakeSupplier) 
     assert (answer.verdict, answer.code) == (Verdict.NOT_FOUND, "3006")
 
 
-async def test_reused_id_is_refused_as_a_duplicate_and_charged_once(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier()
-    order_id = supplier.new_id()
-    await supplier.submit(order_id)
-
-    again = await supplier.submit(order_id)
-
-    assert (again.verdict, again.code) == (Verdict.UNKNOWN, "3007")
-    ledger = supplier.simulator.ledger
-    assert ledger[order_id].submissions == 2
-    assert ledger.duplicates() == [ledger[order_id]]
-    assert len(ledger.charges_for("13800138000")) == 1
-
-
-async def test_refuse_rate_one_charges_nothing(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier(refuse_rate=1.0)
-    order_id = supplier.new_id()
-
-    refused = await supplier.submit(order_id)
-
-    assert (refused.verdict, refused.code) == (Verdict.NOT_EXECUTED, "3003")
-    assert supplier.simulator.ledger.charges() == []
-    assert supplier.simulator.ledger[order_id].state is ChargeState.NOT_CHARGED
-    assert (await supplier.query(order_id)).verdict is Verdict.NOT_FOUND
-    async with asyncio.timeout(2):
-        await supplier.simulator.idle()
-    assert supplier.gateway.replies == []
-
-
-async def test_error_rate_one_charges_and_answers_500(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier(error_rate=1.0)
-    order_id = supplier.new_id()
-
-    request = supplier.adapter.build_submit(supplier.charge(order_id))
-    reply = await supplier.send(request)
-
-    assert reply.status == 500
-    assert supplier.adapter.parse_submit(order_id, reply).verdict is Verdict.UNKNOWN
-    assert supplier.simulator.ledger[order_id].charged
-    (callback,) = await supplier.gateway.callbacks(1)
-    assert callback.verdict is Verdict.SUCCEEDED
-
-
-async def test_garbage_rate_one_charges_and_answers_unreadably(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier(garbage_rate=1.0)
-
-    answers = [await supplier.submit() for _ in range(12)]
-
-    assert {answer.verdict for answer in answers} == {Verdict.UNKNOWN}
-    assert len(supplier.simulator.ledger.charges()) == 12
-
-
-@pytest.mark.parametrize("hang_charges", [True, False])
-async def test_hung_submit_is_never_answered(make_supplier: MakeSupplier, hang_charges: bool) -> None:
-    supplier = await make_supplier(hang_rate=1.0, hang_charges=hang_charges)
-    order_id = supplier.new_id()
-
-    with pytest.raises(TimeoutError):
-        await supplier.send(supplier.adapter.build_submit(supplier.charge(order_id)), timeout_seconds=0.1)
-
-    assert supplier.simulator.ledger[order_id].charged is hang_charges
-    if hang_charges:
-        await supplier.gateway.callbacks(1)
-    expected = Verdict.SUCCEEDED if hang_charges else Verdict.NOT_FOUND
-    assert (await supplier.query(order_id)).verdict is expected
-    async with asyncio.timeout(2):
-        await supplier.server.close()  # the hung request is let go rather than awaited
-
-
 async def test_bad_signature_is_refused_with_1001(make_supplier: MakeSupplier) -> None:
     supplier = await make_supplier()
-    wrong = fulu_adapter(str(supplier.server.make_url("")), {**CREDENTIALS, "app_secret": "wrong"})
+    wrong = supplier.adapter_with({**CREDENTIALS, "app_secret": "wrong"})
     order_id = supplier.new_id()
 
     reply = wrong.parse_submit(order_id, await supplier.send(wrong.build_submit(supplier.charge(order_id))))
@@ -156,7 +87,7 @@ async def test_bad_signature_is_refused_with_1001(make_supplier: MakeSupplier) -
 
 async def test_unknown_app_key_is_refused_with_1002(make_supplier: MakeSupplier) -> None:
     supplier = await make_supplier()
-    stranger = fulu_adapter(str(supplier.server.make_url("")), {**CREDENTIALS, "app_key": "stranger"})
+    stranger = supplier.adapter_with({**CREDENTIALS, "app_key": "stranger"})
     order_id = supplier.new_id()
 
     reply = stranger.parse_submit(
@@ -220,31 +151,6 @@ async def test_dropped_callback_is_never_sent(make_supplier: MakeSupplier) -> No
     assert supplier.gateway.replies == []
     assert supplier.simulator.ledger[order_id].state is ChargeState.SUCCEEDED
     assert supplier.simulator.ledger[order_id].callbacks_sent == 0
-
-
-async def test_duplicated_callback_arrives_twice(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier(callback_duplicate_rate=1.0)
-    order_id = supplier.new_id()
-    await supplier.submit(order_id)
-
-    first, second = await supplier.gateway.callbacks(2)
-
-    assert first == second
-    assert first.upstream_order_id == order_id
-
-
-async def test_callback_is_retried_until_acknowledged(make_supplier: MakeSupplier) -> None:
-    supplier = await make_supplier()
-    supplier.gateway.fail_next = 2
-    order_id = supplier.new_id()
-    await supplier.submit(order_id)
-
-    await supplier.gateway.callbacks(1)
-    async with asyncio.timeout(2):
-        await supplier.simulator.idle()
-
-    entry = supplier.simulator.ledger[order_id]
-    assert (entry.callbacks_sent, entry.callbacks_acknowledged) == (3, 1)
 
 
 async def test_callback_waits_for_result_after_and_callback_delay(make_supplier: MakeSupplier) -> None:
