@@ -1,20 +1,48 @@
-"""The admin listener: health, readiness, Prometheus metrics, and token-guarded `/admin/*` operations."""
+"""The admin listener: health, readiness, Prometheus metrics, and token-guarded `/admin/*` operations.
+
+Handlers translate HTTP to the services and back; the order decisions stay in `OrderService`.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.errors import Forbidden, NotFound, StoreUnavailable, Unauthenticated
+from gateway.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    OrderNotFound,
+    StoreUnavailable,
+    Unauthenticated,
+)
 from gateway.middleware import json_response
+from gateway.money import format_money
+from gateway.order import Attempt, Notification, Order, OrderStatus, Reason, iso_time, public_view
 from gateway.runtime import RUNTIME, Runtime
 from gateway.store import StoreError
 from gateway.suppliers import Supplier
 
 routes = web.RouteTableDef()
+
+DEFAULT_LIST_LIMIT: Final = 100
+MAX_LIST_LIMIT: Final = 1000
+LIST_PARAMETERS: Final = frozenset({"status", "reason", "limit"})
+RESOLVE_FIELDS: Final = frozenset({"status", "note"})
+RESOLVABLE: Final = (OrderStatus.SUCCEEDED, OrderStatus.FAILED)
+MAX_NOTE_CHARS: Final = 1000  # the note becomes the order's message, which the shop is sent
+MAX_OPERATOR_CHARS: Final = 64
+DEFAULT_OPERATOR: Final = "admin"
+
+Problems = list[dict[str, str]]
+Choice = TypeVar("Choice", OrderStatus, Reason)
 
 
 @web.middleware
@@ -97,3 +125,196 @@ async def enable_supplier(request: web.Request) -> web.Response:
     supplier = _supplier(request.app[RUNTIME], request.match_info["name"])
     supplier.set_disabled(False)
     return json_response(_supplier_view(supplier))
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+
+def _optional_time(unix: float | None) -> str | None:
+    return iso_time(unix) if unix is not None else None
+
+
+def _optional_money(cents: int | None) -> str | None:
+    return format_money(cents) if cents is not None else None
+
+
+def _attempt_view(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "supplier": attempt.supplier,
+        "sku": attempt.sku,
+        "upstream_order_id": attempt.upstream_order_id,
+        "started_at": iso_time(attempt.started_at),
+        "outcome": attempt.outcome.value,
+        "replied": attempt.replied,
+        "code": attempt.code,
+        "message": attempt.message,
+        "duration_ms": attempt.duration_ms,
+        "supplier_order_id": attempt.supplier_order_id,
+        "cost": format_money(attempt.cost_cents),
+        "delivered_value": _optional_money(attempt.delivered_cents),
+    }
+
+
+def _notification_view(notification: Notification | None) -> dict[str, Any] | None:
+    if notification is None:
+        return None
+    return {
+        "due_at": _optional_time(notification.due_at),
+        "attempts": notification.attempts,
+        "delivered_at": _optional_time(notification.delivered_at),
+        "gave_up": notification.gave_up,
+        "history": [
+            {
+                "at": iso_time(delivery.at),
+                "status": delivery.status,
+                "error": delivery.error,
+                "duration_ms": delivery.duration_ms,
+            }
+            for delivery in notification.history
+        ],
+    }
+
+
+def operator_view(order: Order) -> dict[str, Any]:
+    """The shop's order JSON (CONTRACT.md §1) plus what only operators see: ids, costs, incidents, notices."""
+    return {
+        **public_view(order),
+        "uid": order.uid,
+        "shop": order.shop,
+        "notify_url": order.request.notify_url,
+        "face_value": format_money(order.face_value_cents),
+        "attempts": [_attempt_view(a) for a in order.attempts],
+        "incidents": [{"at": iso_time(i.at), "kind": i.kind, "detail": i.detail} for i in order.incidents],
+        "notification": _notification_view(order.notification),
+    }
+
+
+def _single(query: MultiMapping[str], name: str, problems: Problems) -> str | None:
+    values = query.getall(name, [])
+    if len(values) > 1:
+        problems.append({"field": name, "message": "must be given at most once"})
+        return None
+    # An empty value is no filter: `?status=&reason=` is how CONTRACT.md §4 spells the endpoint.
+    return values[0] if values and values[0] else None
+
+
+def _member(kind: type[Choice], name: str, query: MultiMapping[str], problems: Problems) -> Choice | None:
+    text = _single(query, name, problems)
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        problems.append({"field": name, "message": f"must be one of {', '.join(m.value for m in kind)}"})
+        return None
+
+
+def _list_filters(query: MultiMapping[str]) -> tuple[OrderStatus | None, Reason | None, int]:
+    """`status`, `reason` and `limit` from the query string; every problem at once."""
+    problems: Problems = [
+        {"field": name, "message": "is not a known parameter"}
+        for name in sorted(query.keys() - LIST_PARAMETERS)
+    ]
+    status = _member(OrderStatus, "status", query, problems)
+    reason = _member(Reason, "reason", query, problems)
+    limit = DEFAULT_LIST_LIMIT
+    text = _single(query, "limit", problems)
+    if text is not None:
+        # isdecimal, not int(): int() also takes "+5", " 5" and "5_0".
+        if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= MAX_LIST_LIMIT:
+            problems.append({"field": "limit", "message": f"must be an integer from 1 to {MAX_LIST_LIMIT}"})
+        else:
+            limit = int(text)
+    if problems:
+        raise InvalidRequest("the query has invalid parameters", details=problems)
+    return status, reason, limit
+
+
+def _operator(headers: Mapping[str, str], problems: Problems) -> str:
+    name = headers.get("X-Operator")
+    if name is None:
+        return DEFAULT_OPERATOR
+    if not 1 <= len(name) <= MAX_OPERATOR_CHARS or not name.isprintable():
+        problems.append(
+            {"field": "X-Operator", "message": f"must be 1 to {MAX_OPERATOR_CHARS} printable characters"}
+        )
+    return name
+
+
+def _resolution(body: bytes, headers: Mapping[str, str]) -> tuple[OrderStatus, str, str]:
+    """The resolve request's status, note and operator; every problem (body and header) at once."""
+    problems: Problems = []
+    operator = _operator(headers, problems)
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        problems.append({"field": "body", "message": f"is not valid JSON: {exc}"})
+        raise InvalidRequest("the request is invalid", details=problems) from None
+    if not isinstance(doc, dict):
+        problems.append({"field": "body", "message": "must be a JSON object"})
+        raise InvalidRequest("the request is invalid", details=problems)
+
+    problems.extend(
+        {"field": name, "message": "is not a known field"} for name in sorted(doc.keys() - RESOLVE_FIELDS)
+    )
+    allowed = " or ".join(f'"{s.value}"' for s in RESOLVABLE)
+    raw_status = doc.get("status")
+    status: OrderStatus | None = None
+    if raw_status is None:
+        problems.append({"field": "status", "message": f"is required: {allowed}"})
+    elif not isinstance(raw_status, str) or raw_status not in {s.value for s in RESOLVABLE}:
+        problems.append({"field": "status", "message": f"must be {allowed}"})
+    else:
+        status = OrderStatus(raw_status)
+
+    note = doc.get("note")
+    if note is None:
+        problems.append({"field": "note", "message": "is required: say why, for the record"})
+    elif not isinstance(note, str):
+        problems.append({"field": "note", "message": "must be a string"})
+    elif not note.strip():
+        problems.append({"field": "note", "message": "must not be empty"})
+    elif len(note) > MAX_NOTE_CHARS:
+        problems.append({"field": "note", "message": f"must be at most {MAX_NOTE_CHARS} characters"})
+
+    if problems or status is None or not isinstance(note, str):
+        raise InvalidRequest("the request is invalid", details=problems)
+    return status, note, operator
+
+
+@routes.get("/admin/orders")
+async def list_orders(request: web.Request) -> web.Response:
+    status, reason, limit = _list_filters(request.query)
+    # One more than asked says whether the list was cut, without a count query.
+    found = await request.app[RUNTIME].store.list_orders(status=status, reason=reason, limit=limit + 1)
+    shown = found[:limit]
+    return json_response(
+        {
+            "orders": [operator_view(o) for o in shown],
+            "count": len(shown),
+            "limit": limit,
+            "has_more": len(found) > limit,
+        }
+    )
+
+
+@routes.get("/admin/orders/{shop}/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    shop, order_id = request.match_info["shop"], request.match_info["order_id"]
+    order = await request.app[RUNTIME].store.get_order(shop, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id!r} for shop {shop!r}")
+    return json_response(operator_view(order))
+
+
+@routes.post("/admin/orders/{shop}/{order_id}/resolve")
+async def resolve_order(request: web.Request) -> web.Response:
+    status, note, operator = _resolution(await request.read(), request.headers)
+    order = await request.app[RUNTIME].orders.resolve(
+        request.match_info["shop"],
+        request.match_info["order_id"],
+        status=status,
+        note=note,
+        operator=operator,
+    )
+    return json_response(operator_view(order))

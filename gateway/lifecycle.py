@@ -149,11 +149,15 @@ def exhaust(order: Order, *, now: float, reason: Reason | None = None) -> Order:
 
 
 def resolve(order: Order, *, status: OrderStatus, note: str, now: float) -> Order:
-    """An operator settles an order that reconciliation could not."""
+    """An operator settles an order that reconciliation could not.
+
+    The note is for operators: it is kept as an incident, and the shop sees only a fixed message.
+    """
     assert status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED)  # noqa: S101 (caller validated)
     reason = None if status is OrderStatus.SUCCEEDED else Reason.RESOLVED_BY_OPERATOR
     incident = Incident(at=now, kind="resolved_by_operator", detail=note)
-    resolved = _finish(order, attempts=order.attempts, status=status, reason=reason, message=note, now=now)
+    message = "resolved by an operator"
+    resolved = _finish(order, attempts=order.attempts, status=status, reason=reason, message=message, now=now)
     return replace(resolved, incidents=(*order.incidents, incident))
 
 
