@@ -16,7 +16,8 @@ from gateway.config.model import LogConfig, LogFormat
 Logger = Any  # structlog's bound loggers are dynamically typed
 
 
-def configure_logging(config: LogConfig) -> None:
+def configure_logging(config: LogConfig, *, cache: bool = True) -> None:
+    """`cache=False` only for tests, so structlog.testing.capture_logs sees every logger."""
     level = logging.getLevelName(config.level.value.upper())
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -33,7 +34,7 @@ def configure_logging(config: LogConfig) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     # aiohttp's own loggers go through stdlib logging: errors only, and never an access log.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")

@@ -261,6 +261,15 @@ class OrderService:
             ), None
         reply, exchange = await self._upstream.submit(supplier, upstream_id, request)
         await supplier.finish(permit, reply, sent=exchange.sent, seconds=exchange.seconds)
+        if reply.verdict is Verdict.UNKNOWN:
+            # Operators need to see what the supplier sent (the message carries a bounded excerpt).
+            log.warning(
+                "supplier_reply_unknown",
+                supplier=supplier.name,
+                upstream_order_id=upstream_id,
+                code=reply.code,
+                detail=reply.message,
+            )
         log.debug(
             "supplier_request_completed",
             supplier=supplier.name,

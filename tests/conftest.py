@@ -5,4 +5,4 @@ from __future__ import annotations
 from gateway.config.model import LogConfig, LogFormat, LogLevel
 from gateway.logs import configure_logging
 
-configure_logging(LogConfig(level=LogLevel.WARNING, format=LogFormat.CONSOLE))
+configure_logging(LogConfig(level=LogLevel.WARNING, format=LogFormat.CONSOLE), cache=False)

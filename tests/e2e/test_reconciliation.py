@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from structlog.testing import capture_logs
+
 from adapters.interface import AccountKind, Charge, Verdict
 from tests.e2e.harness import Gateway, SupplierSpec
 
@@ -112,3 +114,14 @@ def _charge(upstream_id: str, now: float) -> Charge:
         callback_url="http://127.0.0.1:1/",
         timestamp=now,
     )
+
+
+async def test_an_unreadable_reply_is_logged_with_an_excerpt(gateway: Gateway) -> None:
+    d = await gateway({"broken": SupplierSpec(knobs={"garbage_rate": 1.0, **SILENT})})
+    with capture_logs() as logs:
+        await d.shop.place(order_id="LOG-1", wait_seconds=1)
+    [entry] = [e for e in logs if e["event"] == "supplier_reply_unknown"]
+    assert entry["supplier"] == "broken"
+    assert entry["log_level"] == "warning"
+    assert "not JSON" in entry["detail"]
+    assert len(entry["detail"]) < 200  # an excerpt, not the whole body

@@ -16,6 +16,7 @@ from aiohttp.test_utils import unused_port
 from gateway.app import admin_address
 from gateway.breaker import CircuitState
 from tests.e2e.harness import Deployment, Gateway, SupplierSpec
+from tests.e2e.test_operations import scrape
 
 FAST_BREAKER = {
     "window": "10s",
@@ -98,6 +99,10 @@ async def test_a_supplier_refusing_connections_is_skipped_once_its_breaker_opens
         _, order = await d.shop.place(order_id=f"L-{i}", wait_seconds=5)
         assert suppliers_of(order) == ["live"]  # not even a connect attempt
     assert await admin_state(d, "dead") == "open"
+    metrics = await scrape(d)
+    assert metrics["gateway_supplier_circuit_state", (("supplier", "dead"),)] == 2
+    assert metrics["gateway_supplier_up", (("supplier", "dead"),)] == 0
+    assert metrics["gateway_supplier_up", (("supplier", "live"),)] == 1
 
 
 async def test_every_offer_open_means_503_with_retry_after_and_nothing_recorded(gateway: Gateway) -> None:
