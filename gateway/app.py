@@ -13,11 +13,12 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway import admin, api, callbacks
+from gateway import admin, api, callbacks, stream
 from gateway.auth import ShopAuthenticator
 from gateway.catalog import Catalog
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import GatewayConfig
+from gateway.events import EventBus
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
@@ -52,6 +53,8 @@ def create_app(
         middlewares=[metrics_middleware, error_middleware],
         client_max_size=config.server.max_body_bytes,
     )
+    # Before api.routes, so /v1/orders/{order_id} never shadows /v1/orders/events whatever the matching order.
+    app.add_routes(stream.routes)
     app.add_routes(api.routes)
     app.add_routes(callbacks.routes)
     metrics = Metrics()
@@ -63,6 +66,7 @@ def create_app(
     if start_admin:
         contexts.append(_admin_context(config))
     app.cleanup_ctx.extend(contexts)
+    app.on_shutdown.append(stream.end_streams)
     return app
 
 
@@ -134,6 +138,8 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
                 rng=rng,
             )
             auth = ShopAuthenticator(secrets, store, clock)
+            events = EventBus(clock)
+            orders.on_change(events.order_changed)
             app[RUNTIME] = Runtime(
                 config=config,
                 clock=clock,
@@ -148,6 +154,7 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
                 reconciler=reconciler,
                 notifier=notifier,
                 auth=auth,
+                events=events,
             )
             resumed = await orders.recover()
             log.info(

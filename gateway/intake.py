@@ -19,6 +19,8 @@ from gateway.errors import InvalidAccount, InvalidRequest, ProductNotAllowed, Un
 from gateway.order import OrderRequest
 
 ORDER_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# GET /v1/orders/events is the live stream, so an order with that id could never be read back.
+RESERVED_ORDER_IDS: Final = frozenset({"events"})
 FIELDS: Final = frozenset({"order_id", "product", "account", "quantity", "notify_url", "wait_seconds"})
 MAX_WAIT_SECONDS: Final = 10.0
 
@@ -64,6 +66,10 @@ def read_order_request(body: bytes, shop: str, catalog: Catalog, default_wait_se
     order_id = _string(doc, "order_id", problems, required=True)
     if order_id is not None and ORDER_ID.fullmatch(order_id) is None:
         problems.append({"field": "order_id", "message": "must be 1 to 64 of letters, digits, _ . and -"})
+    elif order_id in RESERVED_ORDER_IDS:
+        problems.append(
+            {"field": "order_id", "message": f"{order_id!r} is reserved: it names the event stream"}
+        )
     product_name = _string(doc, "product", problems, required=True)
     account = _string(doc, "account", problems, required=True)
     product = catalog.products.get(product_name) if product_name is not None else None

@@ -64,8 +64,8 @@ class Notifier:
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         orders.on_change(self._changed)
 
-    def _changed(self, before: Order, after: Order) -> None:
-        if after.notification is not None and before.notification is None:
+    def _changed(self, before: Order | None, after: Order) -> None:
+        if after.notification is not None and (before is None or before.notification is None):
             self._wakeup.set()
 
     async def run(self) -> None:

@@ -50,8 +50,9 @@ class ReportResult:
     UNKNOWN_ORDER: Final = "unknown_order"
 
 
-ChangeListener = Callable[[Order, Order], None]
-"""Called with (before, after) on every saved change, synchronously: it must not block or await."""
+ChangeListener = Callable[[Order | None, Order], None]
+"""Called with (before, after) on every saved change, before None for a new order; synchronously,
+so it must not block or await."""
 
 
 class OrderService:
@@ -128,6 +129,8 @@ class OrderService:
             return stored, False
         self._metrics.processing[Reason.AWAITING_SUPPLIER] += 1
         self._live[uid] = stored
+        for listener in self._listeners:
+            listener(None, stored)
         self._spawn(self._route(uid, product, (offer, permit)))
         return stored, True
 

@@ -13,6 +13,7 @@ from gateway.auth import ShopAuthenticator
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import GatewayConfig
+from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.notifier import Notifier
 from gateway.orders import OrderService
@@ -38,6 +39,7 @@ class Runtime:
     reconciler: Reconciler
     notifier: Notifier
     auth: ShopAuthenticator
+    events: EventBus
 
 
 RUNTIME: Final = web.AppKey("runtime", Runtime)

@@ -51,6 +51,7 @@ def config_yaml(
     server: Mapping[str, Any] | None = None,
     notify: Mapping[str, Any] | None = None,
     admin_token: str = "admin-token",  # noqa: S107 (a test credential)
+    shops: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     doc: dict[str, Any] = {
         "server": {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}", **(server or {})},
@@ -60,7 +61,8 @@ def config_yaml(
         "log": {"level": "warning"},
         "notify": dict(notify or {}),
         "shops": {
-            SHOP: {"secret": SECRET, "products": ["mobile.*", "game.*"], "notify_hosts": ["127.0.0.1"]}
+            SHOP: {"secret": SECRET, "products": ["mobile.*", "game.*"], "notify_hosts": ["127.0.0.1"]},
+            **(shops or {}),  # more shops beside the demo one, by id
         },
         "suppliers": {
             name: {

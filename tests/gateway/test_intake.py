@@ -159,3 +159,9 @@ def test_bad_accounts_are_422_and_never_normalised(catalog: Catalog, product: st
     error = fails(catalog, {"order_id": "A", "product": product, "account": account}, InvalidAccount)
     assert error.details
     assert error.details[0]["field"] == "account"
+
+
+def test_the_event_streams_name_is_not_an_order_id(catalog: Catalog) -> None:
+    error = fails(catalog, {**GOOD, "order_id": "events"}, InvalidRequest)
+    assert [d["field"] for d in error.details or []] == ["order_id"]
+    read(catalog, {**GOOD, "order_id": "events-1"})
