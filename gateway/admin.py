@@ -15,8 +15,10 @@ from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.config.loader import ConfigError
 from gateway.errors import (
     Forbidden,
+    InvalidConfig,
     InvalidRequest,
     NotFound,
     OrderNotFound,
@@ -26,6 +28,7 @@ from gateway.errors import (
 from gateway.middleware import json_response
 from gateway.money import format_money
 from gateway.order import Attempt, Notification, Order, OrderStatus, Reason, iso_time, public_view
+from gateway.reconfiguration import reload_from_file
 from gateway.runtime import RUNTIME, Runtime
 from gateway.store import StoreError
 from gateway.suppliers import Supplier
@@ -84,6 +87,7 @@ def _supplier_view(supplier: Supplier) -> dict[str, object]:
         "protocol": supplier.config.protocol,
         "state": supplier.circuit.label,
         "disabled": supplier.disabled,
+        "retired": supplier.retired,
         "routable": supplier.routable,
         "success_rate": supplier.success_rate(),
         "latency_p50_seconds": supplier.latency.quantile(0.5),
@@ -318,3 +322,24 @@ async def resolve_order(request: web.Request) -> web.Response:
         operator=operator,
     )
     return json_response(operator_view(order))
+
+
+@routes.post("/admin/reload")
+async def reload_config(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        reloaded = await reload_from_file(runtime)
+    except ConfigError as exc:
+        raise InvalidConfig(
+            f"configuration refused ({len(exc.problems)} problem(s)); the running one stays",
+            details=[{"field": p.path, "message": p.message} for p in exc.problems],
+        ) from None
+    return json_response(
+        {
+            "status": "reloaded",
+            "restart_required": list(reloaded.restart_required),
+            "suppliers": len(runtime.config.suppliers),
+            "products": len(runtime.config.products),
+            "shops": len(runtime.config.shops),
+        }
+    )

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
@@ -47,6 +48,7 @@ def create_app(
     rng: random.Random | None = None,
     start_simulators: bool = True,
     start_admin: bool = True,
+    config_path: Path | None = None,
 ) -> web.Application:
     """The shop listener's application; the admin listener and simulators start with it."""
     app = web.Application(
@@ -62,7 +64,9 @@ def create_app(
     contexts: list[Context] = []
     if start_simulators:
         contexts.append(_simulators_context(config))
-    contexts.append(_runtime_context(config, metrics, clock or SystemClock(), rng or random.Random()))
+    contexts.append(
+        _runtime_context(config, config_path, metrics, clock or SystemClock(), rng or random.Random())
+    )
     if start_admin:
         contexts.append(_admin_context(config))
     app.cleanup_ctx.extend(contexts)
@@ -97,13 +101,16 @@ def _simulators_context(config: GatewayConfig) -> Context:
     return ctx
 
 
-def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng: random.Random) -> Context:
+def _runtime_context(
+    config: GatewayConfig, config_path: Path | None, metrics: Metrics, clock: Clock, rng: random.Random
+) -> Context:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(config.store)
         session = new_session()
         try:
             catalog = Catalog(config)
-            suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=MemoryRateState())
+            rate_state = MemoryRateState()
+            suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=rate_state)
             router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
             orders = OrderService(
@@ -142,6 +149,8 @@ def _runtime_context(config: GatewayConfig, metrics: Metrics, clock: Clock, rng:
             orders.on_change(events.order_changed)
             app[RUNTIME] = Runtime(
                 config=config,
+                config_path=config_path,
+                rate_state=rate_state,
                 clock=clock,
                 rng=rng,
                 metrics=metrics,

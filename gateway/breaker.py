@@ -68,6 +68,13 @@ class CircuitBreaker:
         self._probe_ids = 0
         self._probe_successes = 0
 
+    def reconfigure(self, config: BreakerConfig, *, probe_expiry_seconds: float) -> None:
+        """New thresholds for a reloaded configuration; the state and its history carry over."""
+        if config.window != self._config.window:
+            self._window = CallWindow(config.window)
+        self._config = config
+        self._probe_expiry = probe_expiry_seconds
+
     @property
     def state(self) -> CircuitState:
         """The state now, moving open to half-open when its time is up."""

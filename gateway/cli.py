@@ -39,11 +39,13 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(config: GatewayConfig) -> None:
+async def serve(config: GatewayConfig, config_path: Path) -> None:
     from gateway.app import create_app
+    from gateway.reconfiguration import reload_from_file
+    from gateway.runtime import RUNTIME
 
     log = get_logger("gateway.cli")
-    app = create_app(config)
+    app = create_app(config, config_path=config_path)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = _split_listen(config.server.listen)
@@ -53,6 +55,21 @@ async def serve(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    async def reload() -> None:
+        try:
+            await reload_from_file(app[RUNTIME])
+        except ConfigError as exc:
+            log.error("config_reload_refused", problems=[str(p) for p in exc.problems])
+
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await stop.wait()
     finally:
@@ -65,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     configure_logging(config.log)
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, Path(args.config)))
     return 0
 
 

@@ -64,6 +64,12 @@ class Notifier:
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         orders.on_change(self._changed)
 
+    def reconfigure(self, config: NotifyConfig, secrets: Mapping[str, bytes]) -> None:
+        """Take a reloaded configuration; deliveries under way finish with the old timeout."""
+        self._config = config
+        self._secrets = secrets
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+
     def _changed(self, before: Order | None, after: Order) -> None:
         if after.notification is not None and (before is None or before.notification is None):
             self._wakeup.set()

@@ -90,6 +90,14 @@ class OrderService:
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
+    def reconfigure(self, config: OrdersConfig, catalog: Catalog) -> None:
+        """Take a reloaded configuration; orders under way keep the product they were placed with."""
+        self._config = config
+        self._catalog = catalog
+        for name in catalog.products:
+            if name not in self._product_metrics:
+                self._product_metrics[name] = self._metrics.product(name)
+
     # -- accepting -------------------------------------------------------------------------
 
     async def place(

@@ -56,6 +56,9 @@ class Reconciler:
         self._clock = clock
         self._rng = rng
 
+    def reconfigure(self, config: OrdersConfig) -> None:
+        self._config = config
+
     async def run(self) -> None:
         """Sweep every `reconcile_every`, with jitter so that instances and suppliers are not hit in step."""
         while True:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.notifier import Notifier
 from gateway.orders import OrderService
+from gateway.ratelimit import RateState
 from gateway.reconciler import Reconciler
 from gateway.routing import Router
 from gateway.store import Store
@@ -26,13 +27,15 @@ from gateway.upstream import Upstream
 
 @dataclass(slots=True, kw_only=True)
 class Runtime:
-    config: GatewayConfig
+    config: GatewayConfig  # replaced as a whole by a reload
+    config_path: Path | None  # the file a reload re-reads; None when built from a config object
     clock: Clock
     rng: random.Random
     metrics: Metrics
     catalog: Catalog
     store: Store
-    suppliers: Mapping[str, Supplier]
+    suppliers: dict[str, Supplier]  # updated in place by a reload: every part shares this one mapping
+    rate_state: RateState
     router: Router
     upstream: Upstream
     orders: OrderService

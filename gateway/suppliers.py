@@ -9,7 +9,6 @@ configuration; per-order code only calls `admit` and `finish`.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -73,6 +72,8 @@ class Supplier:
             total=None, connect=config.connect_timeout, sock_connect=config.connect_timeout
         )
         self.disabled = config.disabled
+        # Removed from the file by a reload: never routed to, still there for callbacks and queries.
+        self.retired = False
         self.inflight = 0
         self.health = CallWindow(HEALTH_WINDOW_SECONDS)
         self.latency = LatencySample()
@@ -86,7 +87,29 @@ class Supplier:
     @property
     def routable(self) -> bool:
         """Whether routing should consider this supplier now (the rate limit is asked at `admit`)."""
-        return not self.disabled and self.inflight < self.config.max_concurrency and self.breaker.available()
+        return (
+            not self.disabled
+            and not self.retired
+            and self.inflight < self.config.max_concurrency
+            and self.breaker.available()
+        )
+
+    def reconfigure(self, config: SupplierConfig, adapter: SupplierAdapter, limiter: RateLimiter) -> None:
+        """Take a reloaded configuration, keeping the breaker's state, the rate schedule and inflight.
+
+        `disabled` follows the file only where the file changed it, so an operator's switch through
+        the admin API survives reloads that do not touch it.
+        """
+        if config.disabled != self.config.disabled:
+            self.disabled = config.disabled
+        self.config = config
+        self.adapter = adapter
+        self.limiter = limiter
+        self.timeout = ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_connect=config.connect_timeout
+        )
+        self.breaker.reconfigure(config.breaker, probe_expiry_seconds=probe_expiry(config))
+        self.retired = False
 
     @property
     def circuit(self) -> CircuitState:
@@ -173,14 +196,34 @@ class Supplier:
 _NO_PROBE: Final = Probe(-2, 0.0)
 
 
+def probe_expiry(config: SupplierConfig) -> float:
+    """How long a half-open probe may stay silent before it counts as failed."""
+    return config.connect_timeout + config.timeout + 1.0
+
+
 def callback_url(public_url: str, supplier: str) -> str:
     return f"{public_url.rstrip('/')}/callbacks/{supplier}"
 
 
 def build_suppliers(
     config: GatewayConfig, metrics: Metrics, *, clock: Clock, rng: random.Random, rate_state: RateState
-) -> Mapping[str, Supplier]:
+) -> dict[str, Supplier]:
     suppliers: dict[str, Supplier] = {}
+    update_suppliers(suppliers, config, metrics, clock=clock, rng=rng, rate_state=rate_state)
+    return suppliers
+
+
+def update_suppliers(
+    suppliers: dict[str, Supplier],
+    config: GatewayConfig,
+    metrics: Metrics,
+    *,
+    clock: Clock,
+    rng: random.Random,
+    rate_state: RateState,
+) -> None:
+    """Bring `suppliers` in line with `config` in place: new ones built, known ones reconfigured,
+    removed ones retired (kept, never routed to, so late callbacks and queries still work)."""
     for name, sc in config.suppliers.items():
         adapter = adapter_factory(sc.protocol)(
             AdapterSettings(
@@ -190,16 +233,21 @@ def build_suppliers(
                 codes=sc.codes,
             )
         )
+        limiter = RateLimiter(name, sc.rate_limit, rate_state, clock)
+        known = suppliers.get(name)
+        if known is not None:
+            known.reconfigure(sc, adapter, limiter)
+            continue
         suppliers[name] = Supplier(
             name=name,
             config=sc,
             adapter=adapter,
             metrics=metrics.supplier(name),
             callback_url=callback_url(config.server.public_url, name),
-            limiter=RateLimiter(name, sc.rate_limit, rate_state, clock),
-            breaker=CircuitBreaker(
-                sc.breaker, clock, rng, probe_expiry_seconds=sc.connect_timeout + sc.timeout + 1.0
-            ),
+            limiter=limiter,
+            breaker=CircuitBreaker(sc.breaker, clock, rng, probe_expiry_seconds=probe_expiry(sc)),
             clock=clock,
         )
-    return suppliers
+    for name, supplier in suppliers.items():
+        if name not in config.suppliers:
+            supplier.retired = True

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -194,6 +195,7 @@ async def deploy(
     offers: list[dict[str, Any]] | None = None,
     *,
     port: int | None = None,
+    config_dir: Path | None = None,
     **options: Any,
 ) -> Deployment:
     """A gateway on the real clock, shifted forward when a test moves it to pass a window."""
@@ -213,8 +215,13 @@ async def deploy(
             {"supplier": name, "sku": "18221081", "cost": "49.30", "priority": i + 1}
             for i, name in enumerate(specs)
         ]
-    config = parse_config(config_yaml(port, specs, offers, **options), {})
-    app = create_app(config, clock=clock, start_simulators=False)
+    text = config_yaml(port, specs, offers, **options)
+    config = parse_config(text, {})
+    config_path = None
+    if config_dir is not None:  # a file to edit and reload
+        config_path = config_dir / "gateway.yaml"
+        config_path.write_text(text)
+    app = create_app(config, clock=clock, start_simulators=False, config_path=config_path)
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     session = ClientSession()
