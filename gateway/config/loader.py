@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType, UnionType
@@ -25,15 +24,12 @@ import yaml
 from gateway.config.checks import Finding, KeyPath, check_config
 from gateway.config.constraints import Duration, MinItems, Money, Pattern, Range, split_markers
 from gateway.config.model import GatewayConfig
+from gateway.duration import DURATION_PATTERN, format_duration, parse_duration
 from gateway.money import InvalidMoney, format_money, parse_money
 from gateway.secret import Secret
 
-DURATION_PATTERN: Final = r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)"
-"""What a duration looks like: a plain number and a unit (whole-string match; the schema reuses it)."""
-
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DURATION: Final = re.compile(DURATION_PATTERN)
-_UNIT_SECONDS: Final = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
 _BARE_NUMBER: Final = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
 _REFERENCE: Final = re.compile(
     r"\$(?P<escape>\$\{)"
@@ -112,31 +108,6 @@ def format_key_path(path: KeyPath) -> str:
         else:
             parts.append(f"[{json.dumps(segment, ensure_ascii=False)}]")
     return "".join(parts)
-
-
-def parse_duration(text: str) -> float:
-    """`"250ms"` -> 0.25, `"5m"` -> 300.0. The unit is required; raises `ValueError` otherwise."""
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 250ms, 2s, 5m or 24h")
-    number, unit = match.groups()
-    return float(Decimal(number) * _UNIT_SECONDS[unit])
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of `parse_duration`, in the largest unit that keeps the number short: 300.0 -> `"5m"`."""
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{_plain(seconds / 3600)}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{_plain(seconds / 60)}m"
-    if seconds == 0 or seconds >= 1:
-        return f"{_plain(seconds)}s"
-    return f"{_plain(seconds * 1000)}ms"
-
-
-def _plain(number: float) -> str:
-    """Without exponent or float noise, to the microsecond: 1.5 -> "1.5", 250.00000000000003 -> "250"."""
-    return f"{number:.6f}".rstrip("0").rstrip(".")
 
 
 def bounds_text(bounds: Range, render: Callable[[float], str]) -> str:

@@ -16,8 +16,9 @@ from types import UnionType
 from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
 from gateway.config.constraints import Doc, Duration, MinItems, Money, Pattern, Range, split_markers
-from gateway.config.loader import DURATION_PATTERN, bounds_text, format_duration
+from gateway.config.loader import bounds_text
 from gateway.config.model import GatewayConfig
+from gateway.duration import DURATION_PATTERN, format_duration
 from gateway.money import format_money
 from gateway.secret import Secret
 

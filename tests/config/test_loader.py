@@ -12,13 +12,12 @@ from adapters.interface import AccountKind, Verdict
 from gateway.config.loader import (
     ConfigError,
     Problem,
-    format_duration,
     format_key_path,
     load_config,
     parse_config,
-    parse_duration,
 )
 from gateway.config.model import GatewayConfig, LogLevel, Routing
+from gateway.duration import format_duration, parse_duration
 from gateway.secret import Secret
 from tests.config.samples import fulu, offer, paths, problems, valid
 

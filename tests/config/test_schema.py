@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config.loader import parse_duration
 from gateway.config.schema import MONEY_PATTERN, json_schema, main, schema_text
+from gateway.duration import parse_duration
 from gateway.money import InvalidMoney, parse_money
 
 CHECKED_IN = Path(__file__).parents[2] / "config" / "gateway.schema.json"
