@@ -1,0 +1,207 @@
+"""Chaos: a few hundred orders across all four simulated suppliers, each misbehaving in its own way.
+
+Hangs that charge and hangs that do not, 5xx and garbage after charging, refusals, lost, duplicate
+and late callbacks, partial deliveries; a reconciler sweeping all along. Once everything has
+settled (the clock moved past `reconcile_after` and `not_found_grace` only while nothing is in
+flight), every order is audited against the suppliers' ledgers: no account charged twice, each
+`succeeded` or `partial` order charged exactly once where it says, each `failed` one not at all,
+and nothing left processing unless sent to manual review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import pytest
+
+from gateway.order import Reason
+from tests.e2e.fleet import FINAL, NotificationSink, audit, place_until_answered, read_orders, seeds, tally
+from tests.e2e.harness import Deployment, Gateway, SupplierSpec
+from tests.e2e.test_protocols import PROTOCOLS, offers
+
+ORDERS: Final = 300
+CONCURRENCY: Final = 24
+# Each supplier's own mix of faults; every rate is per submit.
+KNOBS: Final[dict[str, dict[str, Any]]] = {
+    "fulu": {
+        "latency": 0.01,
+        "result_after": 0.05,
+        "success_rate": 0.9,
+        "refuse_rate": 0.03,
+        "hang_rate": 0.05,
+        "hang_charges": True,
+        "error_rate": 0.05,
+        "garbage_rate": 0.04,
+        "callback_drop_rate": 0.25,
+        "callback_duplicate_rate": 0.2,
+        "callback_delay": 0.1,
+    },
+    "ofpay": {
+        "latency": 0.02,
+        "result_after": 0.1,
+        "success_rate": 0.9,
+        "refuse_rate": 0.03,
+        "hang_rate": 0.05,
+        "hang_charges": False,
+        "error_rate": 0.04,
+        "garbage_rate": 0.05,
+        "callback_drop_rate": 0.2,
+        "callback_duplicate_rate": 0.25,
+        "callback_delay": 0.3,
+    },
+    "juhe": {
+        "latency": 0.01,
+        "result_after": 0.08,
+        "success_rate": 0.92,
+        "refuse_rate": 0.02,
+        "hang_rate": 0.04,
+        "hang_charges": True,
+        "error_rate": 0.05,
+        "garbage_rate": 0.05,
+        "callback_drop_rate": 0.3,
+        "callback_duplicate_rate": 0.2,
+        "callback_delay": 0.05,
+    },
+    "dayuanren": {
+        "latency": 0.02,
+        "result_after": 0.15,
+        "success_rate": 0.9,
+        "partial_rate": 0.3,
+        "refuse_rate": 0.03,
+        "hang_rate": 0.05,
+        "hang_charges": False,
+        "error_rate": 0.04,
+        "garbage_rate": 0.04,
+        "callback_drop_rate": 0.2,
+        "callback_duplicate_rate": 0.3,
+        "callback_delay": 0.2,
+    },
+}
+ORDER_SETTINGS: Final = {"max_attempts": 2, "reconcile_after": "2s", "not_found_grace": "5s"}
+# Moving the clock this far makes every open attempt due for a query and every "not found" final.
+ADVANCE_SECONDS: Final = 6.0
+NOTIFY: Final = {"timeout": "1s", "backoff": {"initial": "200ms", "max": "1s"}}
+ROOMY: Final = {"rate_limit": {"rate": 1000, "per": "1s", "burst": 200, "max_wait": "250ms"}}
+SETTLE_ROUNDS: Final = 12
+
+
+async def _quiet(d: Deployment, within: float = 10.0) -> None:
+    """Until no request is out at any supplier, for a few polls in a row.
+
+    The clock may jump only then: an attempt still on its way must never look older than the
+    grace. Callbacks still to come may land after the jump, as late callbacks do.
+    """
+    async with asyncio.timeout(within):
+        calm = 0
+        while calm < 3:
+            await asyncio.sleep(0.03)
+            busy = any(supplier.inflight for supplier in d.runtime.suppliers.values())
+            calm = 0 if busy else calm + 1
+
+
+@contextlib.asynccontextmanager
+async def _sweeping(d: Deployment, every: float = 0.1) -> AsyncIterator[None]:
+    """The reconciler's loop, faster: queries race submits, callbacks and each other.
+
+    Stopped between sweeps, never cancelled inside one: a query cut off there would keep its
+    supplier's in-flight slot, as it does at shutdown, and `_quiet` would wait for it forever.
+    """
+    stop = asyncio.Event()
+
+    async def sweep() -> None:
+        while not stop.is_set():
+            await d.runtime.reconciler.sweep()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await stop.wait()
+
+    task = asyncio.create_task(sweep())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", seeds("CHAOS_SEEDS", [3, 17, 42]))
+async def test_chaos_never_charges_twice_and_settles_every_order(gateway: Gateway, seed: int) -> None:
+    sink = NotificationSink()
+    notify_url = await sink.start()
+    try:
+        d = await gateway(
+            {
+                name: SupplierSpec(
+                    protocol=name,
+                    credentials=dict(PROTOCOLS[name]["credentials"]),
+                    knobs={**knobs, "seed": seed * 100 + index},
+                    timeout="300ms",
+                    extra=dict(ROOMY),
+                )
+                for index, (name, knobs) in enumerate(KNOBS.items())
+            },
+            offers(*((name, name) for name in KNOBS)),
+            routing="weighted",
+            orders=ORDER_SETTINGS,
+            notify=NOTIFY,
+        )
+        accepted: dict[str, dict[str, Any]] = {}
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def place(number: int) -> None:
+            order: dict[str, Any] = {
+                "order_id": f"X{seed}-{number:04d}",
+                "product": "mobile.cmcc.50",
+                "account": f"138{number:08d}",  # one account per order: a double charge shows
+                "notify_url": notify_url,
+                "wait_seconds": 0,
+            }
+            async with slots:
+                _, accepted[order["order_id"]] = await place_until_answered(d.shop, order, within=20)
+
+        started = time.monotonic()
+        async with asyncio.timeout(25):
+            async with _sweeping(d):
+                await asyncio.gather(*(place(number) for number in range(ORDERS)))
+            await _quiet(d)
+            for _ in range(SETTLE_ROUNDS):
+                processing = await d.runtime.store.processing_orders()
+                if all(order.reason is Reason.MANUAL_REVIEW for order in processing):
+                    break
+                d.clock.advance(ADVANCE_SECONDS)
+                await d.runtime.reconciler.sweep()
+                await _quiet(d)
+            for simulator in d.simulators.values():
+                await simulator.idle()  # every charge final and every callback sent, for the audit
+            while any(order_id not in sink.received for order_id in accepted):
+                finished = await read_orders(d.shop, (o for o in accepted if o not in sink.received))
+                if not any(order is not None and order["status"] in FINAL for order in finished.values()):
+                    break  # what is left will never be notified: the audit says why
+                await asyncio.sleep(0.1)
+            await d.runtime.notifier.idle()
+            orders = await read_orders(d.shop, accepted)
+
+        problems = audit(
+            orders,
+            {name: simulator.ledger for name, simulator in d.simulators.items()},
+            notified=sink.received,
+            may_stay_processing=frozenset({Reason.MANUAL_REVIEW.value}),
+        )
+        attempts = [a for order in orders.values() if order is not None for a in order["attempts"]]
+        faults = {
+            "not charged": sum(not e.charged for s in d.simulators.values() for e in s.ledger.entries()),
+            "failovers": sum(len(o["attempts"]) > 1 for o in orders.values() if o is not None),
+            "callbacks": sum(e.callbacks_sent for s in d.simulators.values() for e in s.ledger.entries()),
+        }
+        report = (
+            f"seed {seed}: {len(accepted)} orders in {time.monotonic() - started:.1f}s,"
+            f" {len(attempts)} attempts, {faults}, outcomes {tally(orders)}"
+        )
+        print(report)
+        assert problems == [], f"{report}\n" + "\n".join(problems[:50])
+    finally:
+        await sink.close()
