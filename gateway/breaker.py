@@ -111,6 +111,14 @@ class CircuitBreaker:
         self._probes[self._probe_ids] = probe
         return probe
 
+    def release(self, probe: Probe) -> None:
+        """Hand back a permission that was never used: it says nothing about the supplier."""
+        if probe is CLOSED_PASS:
+            return
+        for key, held in list(self._probes.items()):
+            if held is probe:
+                del self._probes[key]
+
     def record(self, probe: Probe, *, failed: bool, seconds: float, delivered: bool = False) -> None:
         """Report a call let through by `allow`."""
         now = self._clock.monotonic()

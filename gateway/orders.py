@@ -270,7 +270,13 @@ class OrderService:
             return SupplierReply(
                 upstream_order_id=upstream_id, verdict=Verdict.NOT_EXECUTED, message=str(exc)
             ), None
-        reply, exchange = await self._upstream.submit(supplier, upstream_id, request)
+        try:
+            reply, exchange = await self._upstream.submit(supplier, upstream_id, request)
+        except BaseException:
+            supplier.cancel(
+                permit
+            )  # cancelled mid-send (shutdown): the attempt stays unknown, the slot is freed
+            raise
         await supplier.finish(permit, reply, sent=exchange.sent, seconds=exchange.seconds)
         if reply.verdict is Verdict.UNKNOWN:
             # Operators need to see what the supplier sent (the message carries a bounded excerpt).

@@ -27,6 +27,7 @@ from gateway.upstream import Upstream
 log = get_logger(__name__)
 OPEN_OUTCOMES = frozenset({Outcome.PROCESSING, Outcome.UNKNOWN})
 SWEEP_LIMIT = 10_000
+QUERY_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +90,23 @@ class Reconciler:
                 continue
             if attempt.outcome is Outcome.UNKNOWN or now - attempt.started_at >= self._config.reconcile_after:
                 due[attempt.supplier].append(attempt)
-        queried = settled = 0
-        for name, attempts in due.items():
-            supplier = self._suppliers[name]
-            for batch in _batches(attempts, supplier.adapter.max_query_batch):
-                asked, answered = await self._query(supplier, batch, now)
-                queried += asked
-                settled += answered
+        # Batches go out side by side, each supplier still within its own rate limit: after an
+        # outage one query at a time would take (orders waiting) x (query latency) to drain.
+        slots = asyncio.Semaphore(QUERY_CONCURRENCY)
+
+        async def bounded(supplier: Supplier, batch: Sequence[Attempt]) -> tuple[int, int]:
+            async with slots:
+                return await self._query(supplier, batch, now)
+
+        results = await asyncio.gather(
+            *(
+                bounded(self._suppliers[name], batch)
+                for name, attempts in due.items()
+                for batch in _batches(attempts, self._suppliers[name].adapter.max_query_batch)
+            )
+        )
+        queried = sum(asked for asked, _ in results)
+        settled = sum(answered for _, answered in results)
         if queried or reviews:
             log.info("reconcile_swept", queried=queried, settled=settled, manual_review=reviews)
         return SweepReport(queried=queried, settled=settled, manual_review=reviews)
@@ -108,7 +119,11 @@ class Reconciler:
             log.debug("reconcile_deferred", supplier=supplier.name, why=permit.value, orders=len(batch))
             return 0, 0
         ids = [attempt.upstream_order_id for attempt in batch]
-        replies, exchange = await self._upstream.query(supplier, ids, now)
+        try:
+            replies, exchange = await self._upstream.query(supplier, ids, now)
+        except BaseException:
+            supplier.cancel(permit)  # cancelled mid-query: its slot must not stay taken
+            raise
         signal = next((r for r in replies.values() if r.throttled), None) or next(iter(replies.values()))
         await supplier.finish(permit, signal, sent=exchange.sent, seconds=exchange.seconds)
         settled = 0

@@ -152,7 +152,16 @@ class Supplier:
         self.inflight -= 1
         await self.limiter.release()
         if permit.counts_for_breaker:
-            self.breaker.record(permit.probe, failed=False, seconds=0.0)
+            self.breaker.release(permit.probe)
+
+    def cancel(self, permit: Permit) -> None:
+        """The admitted request was cut off with its fate unknown (cancelled): free its place only.
+
+        Nothing is learnt about the supplier, so the breaker's probe is simply handed back.
+        """
+        self.inflight -= 1
+        if permit.counts_for_breaker:
+            self.breaker.release(permit.probe)
 
     async def finish(self, permit: Permit, reply: SupplierReply, *, sent: bool, seconds: float) -> None:
         """Record how an admitted request went: breaker, health, and the supplier's wish to slow down."""
@@ -190,7 +199,7 @@ class Supplier:
 
     def _give_back(self, probe: Probe | None) -> None:
         if probe is not None:
-            self.breaker.record(probe, failed=False, seconds=0.0)
+            self.breaker.release(probe)
 
 
 _NO_PROBE: Final = Probe(-2, 0.0)

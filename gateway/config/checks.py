@@ -47,6 +47,7 @@ def check_config(
     suppliers = set(config.suppliers) if supplier_names is None else supplier_names
     products = set(config.products) if product_names is None else product_names
     findings = list(_backoff_limits(config.notify))
+    findings.extend(_not_found_grace(config))
     for name, shop in config.shops.items():
         findings.extend(_shop_products(name, shop, products))
         findings.extend(_notify_hosts(name, shop))
@@ -57,6 +58,18 @@ def check_config(
     for name, product in config.products.items():
         findings.extend(_offer_suppliers(name, product, suppliers))
     return findings
+
+
+def _not_found_grace(config: GatewayConfig) -> Iterator[Finding]:
+    """'Not found' may only mean 'not executed' once no submit of that attempt can still arrive."""
+    longest = max((s.connect_timeout + s.timeout for s in config.suppliers.values()), default=0.0)
+    if config.orders.not_found_grace < longest:
+        yield (
+            ("orders", "not_found_grace"),
+            f"must be at least {_seconds(longest)}, the longest supplier connect_timeout + timeout: "
+            "a 'not found' read sooner may come while the submit is still on its way, and failing "
+            "over then could charge twice",
+        )
 
 
 def _backoff_limits(notify: NotifyConfig) -> Iterator[Finding]:

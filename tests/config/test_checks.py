@@ -260,3 +260,17 @@ def test_check_config_defaults_to_the_configs_own_names() -> None:
     assert check_config(config) == []
     with pytest.raises(ConfigError):
         parse_config(yaml.safe_dump({**valid(), "suppliers": {}}), {})
+
+
+def test_not_found_grace_must_cover_the_longest_submit() -> None:
+    text = """
+orders: {not_found_grace: 5s}
+suppliers:
+  a: {protocol: fulu, base_url: "http://127.0.0.1:1", credentials: {app_key: k, app_secret: s}, timeout: 8s}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, {})
+    [problem] = info.value.problems
+    assert problem.path == "orders.not_found_grace"
+    assert "9s" in problem.message
+    parse_config(text.replace("5s", "9s"), {})

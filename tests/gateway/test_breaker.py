@@ -169,3 +169,29 @@ def test_a_healthy_period_shortens_the_next_opening() -> None:
     clock.advance(CONFIG.window + 0.1)
     trip(breaker)
     assert breaker.open_remaining() <= CONFIG.open_for * 1.1
+
+
+def test_a_released_probe_frees_its_place_but_proves_nothing() -> None:
+    clock = ManualClock()
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(6)
+    first, second = breaker.allow(), breaker.allow()
+    assert first is not None
+    assert second is not None
+    assert breaker.allow() is None
+    breaker.release(first)
+    breaker.release(second)
+    assert breaker.state is CircuitState.HALF_OPEN  # two given-back probes did not close it
+    third = breaker.allow()
+    assert third is not None
+    breaker.record(third, failed=False, seconds=0.1)
+    assert breaker.state is CircuitState.HALF_OPEN  # one real success of the two needed
+
+
+def test_a_released_closed_pass_leaves_the_window_alone() -> None:
+    breaker = make(ManualClock())
+    calls(breaker, 4, failed=True)
+    breaker.release(CLOSED_PASS)
+    calls(breaker, 1, failed=True)
+    assert breaker.state is CircuitState.OPEN

@@ -1,0 +1,115 @@
+"""A supplier's gate: admission, the bookkeeping after a request, and honouring throttling."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from adapters.interface import SupplierReply, Verdict
+from gateway.breaker import CircuitState
+from gateway.clock import ManualClock
+from gateway.config.loader import parse_config
+from gateway.metrics import Metrics
+from gateway.ratelimit import MemoryRateState
+from gateway.suppliers import Permit, Refusal, Supplier, build_suppliers
+
+CONFIG = """
+suppliers:
+  s:
+    protocol: fulu
+    base_url: "http://127.0.0.1:1"
+    credentials: {app_key: k, app_secret: s}
+    max_concurrency: 2
+    rate_limit: {rate: 10, per: 1s, burst: 1, max_wait: 0s}
+    breaker:
+      {window: 10s, min_calls: 2, failure_rate: 0.5, open_for: 5s, max_open_for: 10s, half_open_calls: 1}
+"""
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def supplier(clock: ManualClock) -> Supplier:
+    config = parse_config(CONFIG, {})
+    return build_suppliers(
+        config, Metrics(), clock=clock, rng=random.Random(1), rate_state=MemoryRateState()
+    )["s"]
+
+
+def reply(verdict: Verdict, retry_after: float | None = None) -> SupplierReply:
+    return SupplierReply(upstream_order_id="G1", verdict=verdict, retry_after_seconds=retry_after)
+
+
+async def permit(supplier: Supplier) -> Permit:
+    admitted = await supplier.admit()
+    assert isinstance(admitted, Permit), admitted
+    return admitted
+
+
+async def test_concurrency_is_counted_from_admission(supplier: Supplier, clock: ManualClock) -> None:
+    first, second = await permit(supplier), await permit(supplier)
+    assert supplier.inflight == 2
+    clock.advance(1)
+    assert await supplier.admit() is Refusal.SATURATED
+    await supplier.finish(first, reply(Verdict.PROCESSING), sent=True, seconds=0.1)
+    supplier.cancel(second)
+    assert supplier.inflight == 0
+
+
+async def test_the_rate_limit_refuses_and_an_abandoned_slot_comes_back(supplier: Supplier) -> None:
+    await supplier.finish(await permit(supplier), reply(Verdict.PROCESSING), sent=True, seconds=0.1)
+    second = await permit(supplier)  # rate 10/s with burst 1: two at once, then a pause
+    assert await supplier.admit() is Refusal.RATE_LIMITED
+    assert supplier.inflight == 1
+    await supplier.abandon(second)
+    assert isinstance(await supplier.admit(), Permit)
+
+
+async def test_failures_open_the_breaker_but_refusals_do_not(supplier: Supplier, clock: ManualClock) -> None:
+    for _ in range(2):
+        clock.advance(1)
+        await supplier.finish(await permit(supplier), reply(Verdict.NOT_EXECUTED), sent=True, seconds=0.1)
+        clock.advance(1)
+        await supplier.finish(await permit(supplier), reply(Verdict.ACCOUNT_INVALID), sent=True, seconds=0.1)
+    assert supplier.circuit is CircuitState.CLOSED  # refusals are answers, not failures
+    clock.advance(11)  # a fresh window
+    await supplier.finish(await permit(supplier), reply(Verdict.UNKNOWN), sent=True, seconds=0.1)
+    clock.advance(1)
+    await supplier.finish(await permit(supplier), reply(Verdict.NOT_EXECUTED), sent=False, seconds=0.1)
+    assert supplier.circuit is CircuitState.OPEN
+    assert await supplier.admit() is Refusal.CIRCUIT_OPEN
+    assert not supplier.routable
+
+
+async def test_a_cancelled_probe_does_not_close_the_breaker(supplier: Supplier, clock: ManualClock) -> None:
+    for _ in range(2):
+        clock.advance(1)
+        await supplier.finish(await permit(supplier), reply(Verdict.UNKNOWN), sent=True, seconds=0.1)
+    clock.advance(supplier.breaker.open_remaining() + 0.01)
+    probe = await permit(supplier)
+    supplier.cancel(probe)
+    assert supplier.circuit is CircuitState.HALF_OPEN
+    assert supplier.inflight == 0
+
+
+async def test_throttling_pauses_for_retry_after_or_a_growing_backoff(
+    supplier: Supplier, clock: ManualClock
+) -> None:
+    await supplier.finish(await permit(supplier), reply(Verdict.THROTTLED, 7.0), sent=True, seconds=0.1)
+    assert await supplier.limiter.ready_in() == pytest.approx(7.0, abs=0.2)
+    clock.advance(8)
+    await supplier.finish(await permit(supplier), reply(Verdict.THROTTLED), sent=True, seconds=0.1)
+    first_backoff = await supplier.limiter.ready_in()
+    clock.advance(first_backoff + 1)
+    await supplier.finish(await permit(supplier), reply(Verdict.THROTTLED), sent=True, seconds=0.1)
+    assert await supplier.limiter.ready_in() > first_backoff
+
+
+async def test_disabled_suppliers_refuse_orders_but_not_queries(supplier: Supplier) -> None:
+    supplier.set_disabled(True)
+    assert await supplier.admit() is Refusal.DISABLED
+    assert isinstance(await supplier.admit(for_query=True), Permit)
