@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests: deployments that clean up after themselves."""
+"""Fixtures for end-to-end tests: deployments that clean up after themselves, and a shop notify endpoint."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from tests.e2e.harness import Gateway, deploy
+from tests.e2e.harness import Gateway, ShopEndpoint, deploy
 
 
 @pytest.fixture
@@ -16,3 +18,14 @@ async def gateway() -> AsyncIterator[Gateway]:
     yield partial(deploy, cleanups)
     for cleanup in reversed(cleanups):
         await cleanup()
+
+
+@pytest.fixture
+async def shop_endpoint() -> AsyncIterator[tuple[ShopEndpoint, str]]:
+    endpoint = ShopEndpoint()
+    app = web.Application()
+    app.router.add_post("/hook", endpoint.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield endpoint, str(server.make_url("/hook"))
+    await server.close()

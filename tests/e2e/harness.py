@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -13,10 +15,10 @@ from typing import Any
 import orjson
 import yaml
 from aiohttp import ClientSession, web
-from aiohttp.test_utils import TestServer, unused_port
+from aiohttp.test_utils import TestServer, get_port_socket
 
 from gateway.app import create_app
-from gateway.auth import request_signature
+from gateway.auth import notification_signature, request_signature
 from gateway.clock import ShiftedClock
 from gateway.config.loader import parse_config
 from gateway.config.model import GatewayConfig, SimulateConfig
@@ -199,7 +201,10 @@ async def deploy(
     **options: Any,
 ) -> Deployment:
     """A gateway on the real clock, shifted forward when a test moves it to pass a window."""
-    port = port or unused_port()
+    # Bound now and handed to the server later, so no other listener can take the port between
+    # choosing it (it goes into the config as public_url) and serving on it.
+    listener = get_port_socket("127.0.0.1", port or 0, socket.AF_INET)
+    port = listener.getsockname()[1]
     clock = ShiftedClock()
     simulators: dict[str, Simulator] = {}
     specs: dict[str, SupplierSpec] = {}
@@ -222,7 +227,7 @@ async def deploy(
         config_path = config_dir / "gateway.yaml"
         config_path.write_text(text)
     app = create_app(config, clock=clock, start_simulators=False, config_path=config_path)
-    server = TestServer(app, host="127.0.0.1", port=port)
+    server = TestServer(app, host="127.0.0.1", port=port, socket_factory=lambda *_: listener)
     await server.start_server()
     session = ClientSession()
     shop = Shop(session, str(server.make_url("")).rstrip("/"), now=clock.now)
@@ -234,3 +239,31 @@ async def deploy(
 
     cleanups.append(stop)
     return deployment
+
+
+@dataclass
+class ShopEndpoint:
+    """The shop's notify_url: verifies each POST and answers as told."""
+
+    answers: list[int] = field(default_factory=list)  # statuses to give, then 200
+    hang: bool = False
+    received: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = notification_signature(SECRET.encode(), request.headers["X-Gateway-Timestamp"], body)
+        if not hmac.compare_digest(expected, request.headers["X-Gateway-Signature"]):
+            self.bad_signatures += 1
+        self.received.append(orjson.loads(body))
+        self.arrived.set()
+        if self.hang:
+            await asyncio.sleep(30)
+        return web.Response(status=self.answers.pop(0) if self.answers else 200, text="ok")
+
+    async def next_post(self) -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            await self.arrived.wait()
+        self.arrived.clear()
+        return self.received[-1]

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.e2e.harness import SHOP, Deployment, Gateway, SupplierSpec
+from tests.e2e.harness import SHOP, Deployment, Gateway, ShopEndpoint, SupplierSpec
 from tests.e2e.test_callbacks import callback_body, post_callback
-from tests.e2e.test_notifications import ShopEndpoint
 from tests.e2e.test_operations import admin_url
 
 ISO: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -55,17 +51,6 @@ class Admin:
     async def switch(self, supplier: str, *, on: bool) -> None:
         status, _ = await self.call("POST", f"/admin/suppliers/{supplier}/{'enable' if on else 'disable'}")
         assert status == 200
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[tuple[ShopEndpoint, str]]:
-    endpoint = ShopEndpoint()
-    app = web.Application()
-    app.router.add_post("/hook", endpoint.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield endpoint, str(server.make_url("/hook"))
-    await server.close()
 
 
 def ids(listing: Any) -> list[str]:
@@ -242,9 +227,9 @@ async def test_an_unknown_order_is_404(gateway: Gateway) -> None:
 
 
 async def test_resolving_an_unknown_outcome_to_failed_notifies_the_shop(
-    gateway: Gateway, hook: tuple[ShopEndpoint, str]
+    gateway: Gateway, shop_endpoint: tuple[ShopEndpoint, str]
 ) -> None:
-    endpoint, url = hook
+    endpoint, url = shop_endpoint
     d, admin = await unknown_order(gateway, notify_url=url)
     assert endpoint.received == []  # nothing final yet: nothing sent
 

@@ -3,60 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-
-from gateway.auth import notification_signature
-from tests.e2e.harness import SECRET, Deployment, Gateway, SupplierSpec
+from tests.e2e.harness import Deployment, Gateway, ShopEndpoint, SupplierSpec
 
 NOTIFY = {"timeout": "1s", "max_attempts": 3, "backoff": {"initial": "10s", "max": "1m"}}
-
-
-@dataclass
-class ShopEndpoint:
-    """The shop's notify_url: verifies each POST and answers as told."""
-
-    answers: list[int] = field(default_factory=list)  # statuses to give, then 200
-    hang: bool = False
-    received: list[dict[str, Any]] = field(default_factory=list)
-    bad_signatures: int = 0
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        expected = notification_signature(SECRET.encode(), request.headers["X-Gateway-Timestamp"], body)
-        if not hmac.compare_digest(expected, request.headers["X-Gateway-Signature"]):
-            self.bad_signatures += 1
-        self.received.append(orjson.loads(body))
-        self.arrived.set()
-        if self.hang:
-            await asyncio.sleep(30)
-        return web.Response(status=self.answers.pop(0) if self.answers else 200, text="ok")
-
-    async def next_post(self) -> dict[str, Any]:
-        async with asyncio.timeout(5):
-            await self.arrived.wait()
-        self.arrived.clear()
-        return self.received[-1]
-
-
-@pytest.fixture
-async def shop_endpoint() -> AsyncIterator[tuple[ShopEndpoint, str]]:
-    endpoint = ShopEndpoint()
-    app = web.Application()
-    app.router.add_post("/hook", endpoint.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield endpoint, str(server.make_url("/hook"))
-    await server.close()
 
 
 async def notification(d: Deployment, order_id: str) -> Any:
