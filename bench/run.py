@@ -37,6 +37,7 @@ PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PORTS = {"gateway": 18080, "admin": 18901, "sim_gateway": 19101, "sim_direct": 19102, "passthrough": 18081}
 SHOP_SECRET = b"bench-secret"
+UNLOADED = 300
 
 
 def cpu_seconds(pid: int) -> float:
@@ -222,7 +223,7 @@ async def run(orders: int, concurrency: int, store: str, profile: str | None) ->
     try:
         for name in ("sim_direct", "sim_gateway", "passthrough", "gateway"):
             await wait_port(PORTS[name])
-        requests = fulu_requests(2 * orders + 400)
+        requests = fulu_requests(2 * orders + 400 + UNLOADED)
 
         def direct_to(port: int, offset: int) -> Callable[[aiohttp.ClientSession, int], Awaitable[int]]:
             async def send(session: aiohttp.ClientSession, i: int) -> int:
@@ -281,6 +282,10 @@ async def run(orders: int, concurrency: int, store: str, profile: str | None) ->
             gw_cpu = cpu_seconds(gw_pid) - cpu0
         rss = rss_mib(gw_pid)
 
+        # One at a time: what the gateway adds to a single order when nothing queues for the CPU.
+        lone_direct = await load(UNLOADED, 1, direct_to(PORTS["sim_direct"], 2 * orders + 400))
+        lone_gateway = await load(UNLOADED, 1, lambda s, i: shop_order(s, i + 3 * orders + 400))
+
         def row(name: str, result: tuple[float, list[float], int], cpu: float | None) -> str:
             seconds, lat, failed = result
             cpu_text = f"{cpu / orders * 1e6:8.0f}" if cpu is not None else "       -"
@@ -304,6 +309,13 @@ async def run(orders: int, concurrency: int, store: str, profile: str | None) ->
             f"{gw_cpu / max(proxy_cpu, 1e-9):.2f}x the pass-through proxy's {proxy_cpu / orders * 1e6:.0f} µs"
         )
         print(f"gateway orders final: {finished:.0f}/{orders}; gateway RSS {rss:.1f} MiB")
+        lone50 = percentile(lone_gateway[1], 50) - percentile(lone_direct[1], 50)
+        lone99 = percentile(lone_gateway[1], 99) - percentile(lone_direct[1], 99)
+        print(
+            f"one order at a time ({UNLOADED}): direct p50 {percentile(lone_direct[1], 50) * 1000:.2f} ms, "
+            f"gateway p50 {percentile(lone_gateway[1], 50) * 1000:.2f} ms; "
+            f"added p50 {lone50 * 1000:.2f} ms, p99 {lone99 * 1000:.2f} ms"
+        )
     finally:
         for proc in procs.values():
             proc.terminate()
