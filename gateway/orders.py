@@ -273,9 +273,8 @@ class OrderService:
         try:
             reply, exchange = await self._upstream.submit(supplier, upstream_id, request)
         except BaseException:
-            supplier.cancel(
-                permit
-            )  # cancelled mid-send (shutdown): the attempt stays unknown, the slot is freed
+            # Cancelled mid-send (shutdown): the attempt stays unknown for reconciliation; free the slot.
+            supplier.cancel(permit)
             raise
         await supplier.finish(permit, reply, sent=exchange.sent, seconds=exchange.seconds)
         if reply.verdict is Verdict.UNKNOWN:
