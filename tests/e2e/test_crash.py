@@ -219,7 +219,7 @@ async def test_kill_9_loses_no_order_and_charges_none_twice(tmp_path: Path, seed
         print(report)
         assert problems == [], f"{report}\n" + "\n".join(problems[:50])
         assert troubles == [], f"{report}\ngateway logged:\n" + "\n".join(troubles[:20])
-        assert exit_code == 0, process.output_tail()
+        assert exit_code == 0, f"exit code {exit_code} after SIGTERM:\n{process.output_tail()}"
         assert sum(mid_send) > 0, f"no kill landed while a submit was in flight: {report}"
     finally:
         for task in placements:
