@@ -45,16 +45,15 @@ async def serve(config: GatewayConfig, config_path: Path) -> None:
     from gateway.runtime import RUNTIME
 
     log = get_logger("gateway.cli")
-    app = create_app(config, config_path=config_path)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    host, port = _split_listen(config.server.listen)
-    await web.TCPSite(runner, host, port).start()
-    log.info("gateway_listening", listen=config.server.listen, admin=config.admin.listen, store=config.store)
+    # Before anything starts: a SIGTERM during start-up (a long recovery, say) then still stops
+    # the gateway cleanly instead of killing it mid-write.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    app = create_app(config, config_path=config_path)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
         try:
@@ -62,17 +61,22 @@ async def serve(config: GatewayConfig, config_path: Path) -> None:
         except ConfigError as exc:
             log.error("config_reload_refused", problems=[str(p) for p in exc.problems])
 
-    reloads: set[asyncio.Task[None]] = set()
-
     def on_sighup() -> None:
         task = asyncio.ensure_future(reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
+        await runner.setup()
+        host, port = _split_listen(config.server.listen)
+        await web.TCPSite(runner, host, port).start()
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        log.info(
+            "gateway_listening", listen=config.server.listen, admin=config.admin.listen, store=config.store
+        )
         await stop.wait()
     finally:
+        # Also after a failed start (a port in use): what did start is closed in order.
         log.info("gateway_stopping")
         await runner.cleanup()
 
@@ -82,7 +86,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     configure_logging(config.log)
-    asyncio.run(serve(config, Path(args.config)))
+    try:
+        asyncio.run(serve(config, Path(args.config)))
+    except OSError as exc:  # a listener's port taken, a store path not writable, ...
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

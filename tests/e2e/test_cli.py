@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import orjson
@@ -90,3 +93,31 @@ async def test_gateway_order_signs_and_places_an_order(
     code = await asyncio.to_thread(main, [*args, "--status", "CLI-1"])
     assert code == 0
     assert orjson.loads(capsys.readouterr().out)["status"] == "succeeded"
+
+
+async def test_run_with_its_port_taken_fails_with_a_clear_error(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    doc = yaml.safe_load((ROOT / "gateway.yaml").read_text())
+    doc["server"]["listen"] = f"127.0.0.1:{port}"
+    doc["admin"]["listen"] = "127.0.0.1:0"
+    doc["store"] = f"sqlite:///{tmp_path}/gateway.db"
+    doc["suppliers"] = {
+        name: {k: v for k, v in supplier.items() if k != "simulate"}
+        for name, supplier in doc["suppliers"].items()
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "run", "-c", str(path), stdout=PIPE, stderr=PIPE
+        )
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    finally:
+        taken.close()
+    assert process.returncode == 1
+    assert "cannot start" in err.decode()
+    assert "Traceback" not in err.decode()
