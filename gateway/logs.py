@@ -9,6 +9,7 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 import structlog
 
 from gateway.config.model import LogConfig, LogFormat
@@ -19,11 +20,15 @@ Logger = Any  # structlog's bound loggers are dynamically typed
 def configure_logging(config: LogConfig, *, cache: bool = True) -> None:
     """`cache=False` only for tests, so structlog.testing.capture_logs sees every logger."""
     level = logging.getLevelName(config.level.value.upper())
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if config.format is LogFormat.JSON
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer: Any
+    factory: Any
+    if config.format is LogFormat.JSON:
+        # orjson renders to bytes several times faster than json; at info level every order logs.
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -33,7 +38,7 @@ def configure_logging(config: LogConfig, *, cache: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=cache,
     )
     # aiohttp's own loggers go through stdlib logging: errors only, and never an access log.
