@@ -147,6 +147,7 @@ def _runtime_context(
             auth = ShopAuthenticator(secrets, store, clock)
             events = EventBus(clock)
             orders.on_change(events.order_changed)
+            orders.on_confirm(reconciler.confirm)
             app[RUNTIME] = Runtime(
                 config=config,
                 config_path=config_path,
@@ -180,6 +181,7 @@ def _runtime_context(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await orders.close()
+            await reconciler.close()
             await notifier.close()
         finally:
             await session.close()

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from adapters.interface import BadSignature, InboundCallback, MalformedMessage
 from gateway.errors import InvalidRequest, NotFound, Unauthenticated, UnknownOrder
+from gateway.lifecycle import Source
 from gateway.logs import get_logger
 from gateway.orders import ReportResult
 from gateway.runtime import RUNTIME
@@ -44,7 +45,7 @@ async def supplier_callback(request: web.Request) -> web.Response:
         log.warning("callback_refused", supplier=name, why="malformed", error=str(exc))
         raise InvalidRequest(f"unreadable callback: {exc}") from None
 
-    result = await runtime.orders.report(name, reply)
+    result = await runtime.orders.report(name, reply, source=Source.CALLBACK)
     counters[result].inc()
     log.info(
         "callback_received",

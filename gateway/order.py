@@ -55,15 +55,27 @@ class Attempt:
     supplier_order_id: str | None = None
     delivered_cents: int | None = None
     replied: bool = False  # the supplier answered the submit (or a query/callback settled it)
+    # The supplier said it holds this order (accepted it, gave its own id, refused a duplicate id,
+    # answered with a code of its own, or called back): a later "not found" is a lagging replica
+    # or a capped reply, never proof that nothing was charged.
+    acknowledged: bool = False
+    submit_ended_at: float | None = None  # when the submit's exchange ended; "not found" grace counts from it
+    detail: str | None = None  # what went wrong, for operators only: may quote the supplier's bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Incident:
-    """A report that contradicts a final state; kept for operators, never applied."""
+    """A report that contradicts what the order knows; kept for operators, never applied.
+
+    Repeats of one kind about one attempt are one incident with a count, so a supplier (or an
+    attacker) replaying a report cannot grow the order.
+    """
 
     at: float
     kind: str
     detail: str
+    upstream_order_id: str | None = None
+    repeats: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,10 +229,22 @@ def to_document(order: Order) -> dict[str, Any]:
                 "supplier_order_id": a.supplier_order_id,
                 "delivered_cents": a.delivered_cents,
                 "replied": a.replied,
+                "acknowledged": a.acknowledged,
+                "submit_ended_at": a.submit_ended_at,
+                "detail": a.detail,
             }
             for a in order.attempts
         ],
-        "incidents": [{"at": i.at, "kind": i.kind, "detail": i.detail} for i in order.incidents],
+        "incidents": [
+            {
+                "at": i.at,
+                "kind": i.kind,
+                "detail": i.detail,
+                "upstream_order_id": i.upstream_order_id,
+                "repeats": i.repeats,
+            }
+            for i in order.incidents
+        ],
         "notification": _notification_document(order.notification),
     }
 
@@ -287,9 +311,22 @@ def from_document(doc: Mapping[str, Any]) -> Order:
                 supplier_order_id=a["supplier_order_id"],
                 delivered_cents=a["delivered_cents"],
                 replied=a["replied"],
+                # Documents written before these fields existed read as "not known": the safe side.
+                acknowledged=a.get("acknowledged", False),
+                submit_ended_at=a.get("submit_ended_at"),
+                detail=a.get("detail"),
             )
             for a in doc["attempts"]
         ),
-        incidents=tuple(Incident(at=i["at"], kind=i["kind"], detail=i["detail"]) for i in doc["incidents"]),
+        incidents=tuple(
+            Incident(
+                at=i["at"],
+                kind=i["kind"],
+                detail=i["detail"],
+                upstream_order_id=i.get("upstream_order_id"),
+                repeats=i.get("repeats", 1),
+            )
+            for i in doc["incidents"]
+        ),
         notification=_notification_from(doc.get("notification")),
     )

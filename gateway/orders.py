@@ -14,13 +14,24 @@ from dataclasses import replace
 from functools import partial
 from typing import Final, assert_never
 
-from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verdict
+from adapters.interface import Charge, HttpRequest, SupplierReply, Verdict
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
 from gateway.errors import NoSupplierAvailable, OrderAlreadyFinal, OrderNotFound
 from gateway.identifiers import new_order_uid
-from gateway.lifecycle import Next, Transition, UnknownAttempt, apply_reply, exhaust, resolve, start_attempt
+from gateway.lifecycle import (
+    Next,
+    Source,
+    Transition,
+    UnknownAttempt,
+    apply_reply,
+    certainly_uncharged,
+    exhaust,
+    resolve,
+    start_attempt,
+    submit_lost,
+)
 from gateway.locks import KeyedLocks
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, ProductMetrics
@@ -33,12 +44,16 @@ from gateway.upstream import Upstream
 log = get_logger(__name__)
 SAVE_RETRIES: Final = 5
 DEFAULT_RETRY_AFTER_SECONDS: Final = 30  # when every offer is disabled: nothing says how long
-# On a processing order, a last attempt in one of these certainly charged nothing.
-RETRYABLE: Final = frozenset({Outcome.FAILED, Outcome.NOT_EXECUTED})
 
 
-def _step(update: Callable[[Order], Order], then: Next) -> Callable[[Order], Transition]:
-    return lambda order: Transition(update(order), then)
+def _step(update: Callable[[Order], Order | None], then: Next) -> Callable[[Order], Transition]:
+    """A change that returns None when its precondition no longer holds on the order it is given."""
+
+    def change(order: Order) -> Transition:
+        updated = update(order)
+        return Transition(order, Next.UNCHANGED) if updated is None else Transition(updated, then)
+
+    return change
 
 
 class ReportResult:
@@ -53,6 +68,9 @@ class ReportResult:
 ChangeListener = Callable[[Order | None, Order], None]
 """Called with (before, after) on every saved change, before None for a new order; synchronously,
 so it must not block or await."""
+
+ConfirmListener = Callable[[str, str], None]
+"""Called with (supplier, upstream order id) when a callback's claim of failure needs a query."""
 
 
 class OrderService:
@@ -83,12 +101,17 @@ class OrderService:
         self._waiters: dict[str, tuple[asyncio.Event, int]] = {}  # uid -> (finished, requests waiting)
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[ChangeListener] = []
+        self._confirmers: list[ConfirmListener] = []
+        self._routing: set[str] = set()  # uids with a route task in this process: no second one
         self._product_metrics: dict[str, ProductMetrics] = {
             name: metrics.product(name) for name in catalog.products
         }
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def on_confirm(self, listener: ConfirmListener) -> None:
+        self._confirmers.append(listener)
 
     def reconfigure(self, config: OrdersConfig, catalog: Catalog) -> None:
         """Take a reloaded configuration; orders under way keep the product they were placed with."""
@@ -126,7 +149,9 @@ class OrderService:
             created_at=now,
             updated_at=now,
         )
-        order = self._begin(order, offer)
+        begun = self._begin(order, offer, expected_attempts=0)
+        assert begun is not None  # noqa: S101 (a new order has no attempt)
+        order = begun
         try:
             stored, created = await self._store.create_order(order)
         except BaseException:
@@ -139,7 +164,7 @@ class OrderService:
         self._live[uid] = stored
         for listener in self._listeners:
             listener(None, stored)
-        self._spawn(self._route(uid, product, (offer, permit)))
+        self._spawn_route(uid, product, (offer, permit))
         return stored, True
 
     def retry_after(self, offers: Sequence[OfferConfig]) -> int:
@@ -183,6 +208,34 @@ class OrderService:
 
     # -- driving ---------------------------------------------------------------------------
 
+    async def route_on(self, order: Order) -> bool:
+        """Route on an order between attempts (a failure was reported, or its router died).
+
+        An order whose product a reload removed has no offers left: it fails, if nothing charged.
+        """
+        product = self._catalog.products.get(order.request.product)
+        if product is not None:
+            return self.resume(order.uid, product)
+        await self.transition(order.uid, _step(self._exhausted, Next.FINISHED))
+        return False
+
+    def resume(self, uid: str, product: ProductConfig) -> bool:
+        """Route on an order that waits between attempts, unless this process is already doing so.
+
+        Safe to call from anywhere, any number of times: a second router (here or on another
+        instance) loses at the transition that would start an attempt, and changes nothing.
+        """
+        if uid in self._routing:
+            return False
+        self._spawn_route(uid, product)
+        return True
+
+    def _spawn_route(
+        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None = None
+    ) -> None:
+        self._routing.add(uid)
+        self._spawn(self._route(uid, product, admitted))
+
     async def _route(
         self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None = None
     ) -> None:
@@ -190,48 +243,62 @@ class OrderService:
 
         `admitted` is an offer whose attempt is already saved as the order's last: send it first.
         """
+        try:
+            await self._route_offers(uid, product, admitted)
+        finally:
+            self._routing.discard(uid)
+
+    async def _route_offers(
+        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None
+    ) -> None:
         while True:
             if admitted is None:
-                admitted = await self._next_offer(uid, product)
-                if admitted is None:
+                begun = await self._next_offer(uid, product)
+                if begun is None:
                     return
-            offer, permit = admitted
-            order = self._live.get(uid)
+                offer, permit, order = begun
+            else:
+                offer, permit = admitted
+                placed = self._live.get(uid) or await self._store.get_order_by_uid(uid)
+                if placed is None or not placed.attempts:
+                    await self._suppliers[offer.supplier].abandon(permit)
+                    return
+                order = placed
             supplier = self._suppliers[offer.supplier]
-            if order is None:
-                await supplier.abandon(permit)
-                return
             upstream_id = order.attempts[-1].upstream_order_id
             reply, duration_ms = await self._submit(supplier, permit, order, product, offer, upstream_id)
-            result = await self.apply(reply, duration_ms=duration_ms)
-            if result is None or result.next is not Next.TRY_NEXT_OFFER:
+            result = await self.apply(reply, source=Source.SUBMIT, duration_ms=duration_ms)
+            # Route on whenever nothing can have been charged, whoever settled the attempt (a query
+            # may have beaten this reply to it): an order must never wait with nobody routing it.
+            if result is None or not certainly_uncharged(result.order):
                 return
             admitted = None
 
-    async def _next_offer(self, uid: str, product: ProductConfig) -> tuple[OfferConfig, Permit] | None:
+    async def _next_offer(self, uid: str, product: ProductConfig) -> tuple[OfferConfig, Permit, Order] | None:
         """Admit the next offer and record its attempt durably; None when there is nothing to send."""
         order = await self._current(uid)
-        if order is None or order.status.final:
+        # Only a certain "nothing charged" lets a new attempt start (checked again when it is saved).
+        if order is None or not certainly_uncharged(order):
             return None
-        last = order.last_attempt
-        # Only a certain "nothing charged" lets a new attempt start.
-        if last is not None and last.outcome not in RETRYABLE:
-            return None
+        seen = len(order.attempts)
         tried = {a.supplier for a in order.attempts}
-        plan = self._router.plan(product, tried) if len(order.attempts) < self._config.max_attempts else []
+        plan = self._router.plan(product, tried) if seen < self._config.max_attempts else []
         admitted = await self._admit(plan)
         if admitted is None:
-            await self.transition(uid, _step(self._exhausted, Next.FINISHED))
+            await self.transition(uid, _step(partial(self._exhausted, expected_attempts=seen), Next.FINISHED))
             return None
         offer, permit = admitted
         # Durable before the request leaves: a crash from here on is reconciled, never resent.
-        transition = await self.transition(uid, _step(partial(self._begin, offer=offer), Next.AWAIT_RESULT))
-        if transition is None:
+        transition = await self.transition(
+            uid, _step(partial(self._begin, offer=offer, expected_attempts=seen), Next.AWAIT_RESULT)
+        )
+        if transition is None or transition.next is not Next.AWAIT_RESULT:
+            # Another router started an attempt (or ended the order) since we looked: its turn.
             await self._suppliers[offer.supplier].abandon(permit)
             return None
-        return admitted
+        return offer, permit, transition.order
 
-    def _begin(self, order: Order, offer: OfferConfig) -> Order:
+    def _begin(self, order: Order, offer: OfferConfig, expected_attempts: int) -> Order | None:
         return start_attempt(
             order,
             supplier=offer.supplier,
@@ -239,6 +306,7 @@ class OrderService:
             cost_cents=offer.cost,
             upstream_order_id=upstream_order_id(order.uid, len(order.attempts) + 1),
             now=self._clock.now(),
+            expected_attempts=expected_attempts,
         )
 
     async def _submit(
@@ -298,7 +366,9 @@ class OrderService:
 
     # -- applying reports ------------------------------------------------------------------
 
-    async def apply(self, reply: SupplierReply, *, duration_ms: int | None = None) -> Transition | None:
+    async def apply(
+        self, reply: SupplierReply, *, source: Source, duration_ms: int | None = None
+    ) -> Transition | None:
         """Apply one report about one attempt; None if no order has that upstream id."""
         uid = order_uid_of(reply.upstream_order_id)
         grace = self._config.not_found_grace
@@ -306,29 +376,34 @@ class OrderService:
             return await self.transition(
                 uid,
                 lambda o: apply_reply(
-                    o, reply, now=self._clock.now(), not_found_grace_seconds=grace, duration_ms=duration_ms
+                    o,
+                    reply,
+                    source=source,
+                    now=self._clock.now(),
+                    not_found_grace_seconds=grace,
+                    duration_ms=duration_ms,
                 ),
             )
         except UnknownAttempt:
             return None
 
-    async def report(self, supplier: str, reply: SupplierReply) -> str:
-        """A callback's report: applied to the attempt it names, if that attempt went to `supplier`."""
+    async def report(self, supplier: str, reply: SupplierReply, *, source: Source) -> str:
+        """A callback's or query's report: applied to the attempt it names, if that went to `supplier`."""
         order = await self._current(order_uid_of(reply.upstream_order_id))
         if order is None or not any(
             a.upstream_order_id == reply.upstream_order_id and a.supplier == supplier for a in order.attempts
         ):
             return ReportResult.UNKNOWN_ORDER
-        transition = await self.apply(reply)
+        transition = await self.apply(reply, source=source)
         if transition is None:
             return ReportResult.UNKNOWN_ORDER
         match transition.next:
             case Next.TRY_NEXT_OFFER:
-                product = self._catalog.products.get(transition.order.request.product)
-                if product is None:
-                    await self.transition(order.uid, _step(self._exhausted, Next.FINISHED))
-                else:
-                    self._spawn(self._route(order.uid, product))
+                await self.route_on(transition.order)
+                return ReportResult.ACCEPTED
+            case Next.CONFIRM:
+                for confirm in self._confirmers:
+                    confirm(supplier, reply.upstream_order_id)
                 return ReportResult.ACCEPTED
             case Next.FINISHED | Next.AWAIT_RESULT:
                 return ReportResult.ACCEPTED
@@ -364,8 +439,8 @@ class OrderService:
         log.warning("order_resolved_by_operator", order_uid=order.uid, operator=operator, status=status.value)
         return transition.order
 
-    def _exhausted(self, order: Order) -> Order:
-        return exhaust(order, now=self._clock.now())
+    def _exhausted(self, order: Order, expected_attempts: int | None = None) -> Order | None:
+        return exhaust(order, now=self._clock.now(), expected_attempts=expected_attempts)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -455,18 +530,12 @@ class OrderService:
             product = self._catalog.products.get(order.request.product)
             if product is None:
                 continue
-            if last is None or last.outcome in RETRYABLE:
-                self._spawn(self._route(order.uid, product))
-                resumed += 1
-            elif not last.replied and order.reason is not Reason.OUTCOME_UNKNOWN:
+            if certainly_uncharged(order):
+                resumed += self.resume(order.uid, product)
+            elif last is not None and not last.replied and last.submit_ended_at is None:
                 # Sent (or about to be) when the process died: only a query may tell what happened.
-                await self.transition(
-                    order.uid,
-                    lambda o: Transition(
-                        replace(o, reason=Reason.OUTCOME_UNKNOWN, updated_at=self._clock.now()),
-                        Next.AWAIT_RESULT,
-                    ),
-                )
+                lost = partial(submit_lost, upstream_order_id=last.upstream_order_id, now=self._clock.now())
+                await self.transition(order.uid, _step(lost, Next.AWAIT_RESULT))
         return resumed
 
     async def close(self, grace_seconds: float = 5.0) -> None:

@@ -1,8 +1,10 @@
 """Following orders that have no final result yet: query their suppliers, apply what they say.
 
 An attempt whose outcome is unknown is queried at every sweep; one that was accepted (processing)
-once it is older than `reconcile_after`. Queries are batched where the protocol allows. What the
-answers mean is decided in `lifecycle.py`, through the order service, as for callbacks.
+once it is older than `reconcile_after`; one whose callback claimed a failure at once, to confirm
+it. An order waiting between attempts with nobody routing it (its router died) is routed on.
+Queries are batched where the protocol allows. What the answers mean is decided in `lifecycle.py`,
+through the order service, as for callbacks.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, replace
 from adapters.interface import Outcome
 from gateway.clock import Clock
 from gateway.config.model import OrdersConfig
-from gateway.lifecycle import Next, Transition
+from gateway.lifecycle import OPEN_OUTCOMES, Next, Source, Transition, certainly_uncharged
 from gateway.logs import get_logger
 from gateway.order import Attempt, Order, Reason
 from gateway.orders import OrderService
@@ -25,7 +27,6 @@ from gateway.suppliers import Permit, Supplier
 from gateway.upstream import Upstream
 
 log = get_logger(__name__)
-OPEN_OUTCOMES = frozenset({Outcome.PROCESSING, Outcome.UNKNOWN})
 SWEEP_LIMIT = 10_000
 QUERY_CONCURRENCY = 32
 
@@ -35,6 +36,7 @@ class SweepReport:
     queried: int
     settled: int
     manual_review: int
+    rerouted: int = 0
 
 
 class Reconciler:
@@ -56,6 +58,7 @@ class Reconciler:
         self._orders = orders
         self._clock = clock
         self._rng = rng
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def reconfigure(self, config: OrdersConfig) -> None:
         self._config = config
@@ -74,13 +77,18 @@ class Reconciler:
         """One pass over every order not yet final."""
         now = self._clock.now()
         due: dict[str, list[Attempt]] = defaultdict(list)
-        reviews = 0
+        reviews = rerouted = 0
         for order in await self._store.processing_orders(limit=SWEEP_LIMIT):
             if (
                 now - order.created_at >= self._config.manual_review_after
                 and order.reason is not Reason.MANUAL_REVIEW
             ):
                 reviews += await self._to_manual_review(order)
+            if certainly_uncharged(order) and now - order.updated_at >= self._config.reconcile_after:
+                # Between attempts for a while: whoever was routing it is gone (a store error, a
+                # lost task). Routing on is safe; a live router elsewhere wins the attempt's save.
+                rerouted += await self._orders.route_on(order)
+                continue
             attempt = order.last_attempt
             if (
                 attempt is None
@@ -94,31 +102,59 @@ class Reconciler:
         # outage one query at a time would take (orders waiting) x (query latency) to drain.
         slots = asyncio.Semaphore(QUERY_CONCURRENCY)
 
-        async def bounded(supplier: Supplier, batch: Sequence[Attempt]) -> tuple[int, int]:
+        async def bounded(supplier: Supplier, batch: Sequence[str]) -> tuple[int, int]:
             async with slots:
                 return await self._query(supplier, batch, now)
 
         results = await asyncio.gather(
             *(
-                bounded(self._suppliers[name], batch)
+                bounded(self._suppliers[name], [attempt.upstream_order_id for attempt in batch])
                 for name, attempts in due.items()
                 for batch in _batches(attempts, self._suppliers[name].adapter.max_query_batch)
             )
         )
         queried = sum(asked for asked, _ in results)
         settled = sum(answered for _, answered in results)
-        if queried or reviews:
-            log.info("reconcile_swept", queried=queried, settled=settled, manual_review=reviews)
-        return SweepReport(queried=queried, settled=settled, manual_review=reviews)
+        if queried or reviews or rerouted:
+            log.info(
+                "reconcile_swept", queried=queried, settled=settled, manual_review=reviews, rerouted=rerouted
+            )
+        return SweepReport(queried=queried, settled=settled, manual_review=reviews, rerouted=rerouted)
 
-    async def _query(self, supplier: Supplier, batch: Sequence[Attempt], now: float) -> tuple[int, int]:
+    def confirm(self, supplier: str, upstream_order_id: str) -> None:
+        """Query one attempt now, in the background: a callback claimed it failed.
+
+        If the query cannot go out (rate limit, breaker), the attempt is unknown and the next
+        sweep asks; nothing is lost either way.
+        """
+        known = self._suppliers.get(supplier)
+        if known is None:
+            return
+        task = asyncio.ensure_future(self._confirm(known, upstream_order_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _confirm(self, supplier: Supplier, upstream_order_id: str) -> None:
+        try:
+            await self._query(supplier, [upstream_order_id], self._clock.now())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("callback_confirmation_failed", supplier=supplier.name)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=1.0)
+
+    async def _query(self, supplier: Supplier, ids: Sequence[str], now: float) -> tuple[int, int]:
         """Query one batch: (orders asked about, orders the answers settled)."""
         permit = await supplier.admit(for_query=True)
         if not isinstance(permit, Permit):
             # Queries count against the supplier's limit too; these wait for the next sweep.
-            log.debug("reconcile_deferred", supplier=supplier.name, why=permit.value, orders=len(batch))
+            log.debug("reconcile_deferred", supplier=supplier.name, why=permit.value, orders=len(ids))
             return 0, 0
-        ids = [attempt.upstream_order_id for attempt in batch]
         try:
             replies, exchange = await self._upstream.query(supplier, ids, now)
         except BaseException:
@@ -131,7 +167,7 @@ class Reconciler:
             reply = replies.get(upstream_id)
             if reply is None:
                 continue
-            result = await self._orders.report(supplier.name, reply)
+            result = await self._orders.report(supplier.name, reply, source=Source.QUERY)
             log.debug(
                 "order_reconciled",
                 supplier=supplier.name,

@@ -7,7 +7,20 @@ from dataclasses import replace
 import pytest
 
 from adapters.interface import Outcome, SupplierReply, Verdict
-from gateway.lifecycle import Next, UnknownAttempt, apply_reply, exhaust, resolve, start_attempt
+from gateway.lifecycle import (
+    MAX_INCIDENTS,
+    NOT_SENT_MESSAGE,
+    UNKNOWN_MESSAGE,
+    Next,
+    Source,
+    UnknownAttempt,
+    apply_reply,
+    certainly_uncharged,
+    exhaust,
+    resolve,
+    start_attempt,
+    submit_lost,
+)
 from gateway.order import Order, OrderRequest, OrderStatus, Reason, upstream_order_id
 
 UID = "G01J8Z3Q7K2M4N6P8R0T2V4X6Z"
@@ -23,7 +36,7 @@ def fresh() -> Order:
 
 def attempted(order: Order, supplier: str = "fulu") -> Order:
     number = len(order.attempts) + 1
-    return start_attempt(
+    started = start_attempt(
         order,
         supplier=supplier,
         sku="1",
@@ -31,15 +44,26 @@ def attempted(order: Order, supplier: str = "fulu") -> Order:
         upstream_order_id=upstream_order_id(UID, number),
         now=NOW,
     )
+    assert started is not None
+    return started
 
 
 def reply(verdict: Verdict, number: int = 1, **kw: object) -> SupplierReply:
-    return SupplierReply(upstream_order_id=upstream_order_id(UID, number), verdict=verdict, code="c", **kw)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"code": "c", **kw}
+    return SupplierReply(upstream_order_id=upstream_order_id(UID, number), verdict=verdict, **fields)  # type: ignore[arg-type]
 
 
-def apply(order: Order, r: SupplierReply, now: float = NOW + 1) -> tuple[Order, Next]:
-    t = apply_reply(order, r, now=now, not_found_grace_seconds=60)
+def apply(
+    order: Order, r: SupplierReply, now: float = NOW + 1, source: Source = Source.SUBMIT
+) -> tuple[Order, Next]:
+    t = apply_reply(order, r, source=source, now=now, not_found_grace_seconds=60)
     return t.order, t.next
+
+
+def failed_over(order: Order) -> Order:
+    done = exhaust(order, now=NOW + 1)
+    assert done is not None
+    return done
 
 
 def test_attempt_is_recorded_unknown_before_sending() -> None:
@@ -77,13 +101,167 @@ def test_unknown_never_leads_to_another_offer() -> None:
         assert next_ is not Next.TRY_NEXT_OFFER
 
 
-def test_not_found_counts_as_not_executed_only_after_the_grace() -> None:
-    order = attempted(fresh())
-    _, early = apply(order, reply(Verdict.NOT_FOUND), now=NOW + 59)
-    late_order, late = apply(order, reply(Verdict.NOT_FOUND), now=NOW + 60)
-    assert early is Next.AWAIT_RESULT
+def timed_out(order: Order, at: float = NOW + 5) -> Order:
+    """The submit ended at `at` with no reply: unknown, never acknowledged."""
+    lost = SupplierReply(
+        upstream_order_id=upstream_order_id(UID, 1), verdict=Verdict.UNKNOWN, message="timeout"
+    )
+    after, _ = apply(order, lost, now=at)
+    return after
+
+
+def not_found(number: int = 1) -> SupplierReply:
+    return reply(Verdict.NOT_FOUND, number, message="no such order")
+
+
+def test_not_found_counts_as_not_executed_only_after_the_grace_from_the_submit_end() -> None:
+    order = timed_out(attempted(fresh()), at=NOW + 5)
+    _, early = apply(order, not_found(), now=NOW + 64, source=Source.QUERY)
+    late_order, late = apply(order, not_found(), now=NOW + 65, source=Source.QUERY)
+    assert early is Next.UNCHANGED
     assert late is Next.TRY_NEXT_OFFER
     assert late_order.attempts[0].outcome is Outcome.NOT_EXECUTED
+
+
+def test_a_submit_whose_end_nobody_saw_waits_a_timeout_more() -> None:
+    # Started at NOW, its end never recorded: it may have left as late as one timeout (<= grace) after.
+    order = attempted(fresh())
+    _, early = apply(order, not_found(), now=NOW + 119, source=Source.QUERY)
+    _, late = apply(order, not_found(), now=NOW + 120, source=Source.QUERY)
+    assert (early, late) == (Next.UNCHANGED, Next.TRY_NEXT_OFFER)
+    recovered = submit_lost(order, upstream_order_id(UID, 1), now=NOW + 200)
+    assert recovered.reason is Reason.OUTCOME_UNKNOWN
+    _, after_recovery = apply(recovered, not_found(), now=NOW + 259, source=Source.QUERY)
+    assert after_recovery is Next.UNCHANGED
+
+
+@pytest.mark.parametrize(
+    "acknowledgement",
+    [
+        pytest.param(reply(Verdict.PROCESSING), id="accepted"),
+        pytest.param(reply(Verdict.UNKNOWN, code="3007", message="duplicate order id"), id="duplicate-id"),
+        pytest.param(reply(Verdict.UNKNOWN, supplier_order_id="F1"), id="supplier-order-id"),
+    ],
+)
+def test_not_found_after_the_supplier_acknowledged_never_fails_over(acknowledgement: SupplierReply) -> None:
+    order, _ = apply(attempted(fresh()), acknowledgement, now=NOW + 1)
+    for query_at in (NOW + 1000, NOW + 5000):
+        order, next_ = apply(order, not_found(), now=query_at, source=Source.QUERY)
+        assert next_ is Next.CONFLICT
+        assert order.attempts[0].outcome in (Outcome.PROCESSING, Outcome.UNKNOWN)
+        assert not certainly_uncharged(order)
+    # One incident however often a lagging replica says it.
+    assert [(i.kind, i.repeats) for i in order.incidents] == [("not_found_after_acknowledged", 2)]
+
+
+def test_a_callback_claiming_failure_is_confirmed_by_a_query_first() -> None:
+    order, _ = apply(attempted(fresh()), reply(Verdict.PROCESSING))
+    claimed, next_ = apply(order, reply(Verdict.FAILED, message="forged"), source=Source.CALLBACK)
+    assert next_ is Next.CONFIRM
+    assert claimed.attempts[0].outcome is Outcome.UNKNOWN
+    assert claimed.status is OrderStatus.PROCESSING
+    assert not certainly_uncharged(claimed)
+    # The query says it succeeded after all: no failover ever happened.
+    truth, next_ = apply(claimed, reply(Verdict.SUCCEEDED), source=Source.QUERY)
+    assert (truth.status, next_) == (OrderStatus.SUCCEEDED, Next.FINISHED)
+
+
+def test_a_failure_confirmed_by_query_fails_over() -> None:
+    order, _ = apply(attempted(fresh()), reply(Verdict.PROCESSING))
+    claimed, _ = apply(order, reply(Verdict.FAILED), source=Source.CALLBACK)
+    confirmed, next_ = apply(claimed, reply(Verdict.FAILED), source=Source.QUERY)
+    assert next_ is Next.TRY_NEXT_OFFER
+    assert certainly_uncharged(confirmed)
+
+
+def test_a_callback_failure_then_not_found_is_no_proof() -> None:
+    claimed, _ = apply(attempted(fresh()), reply(Verdict.FAILED), source=Source.CALLBACK)
+    _, next_ = apply(claimed, not_found(), now=NOW + 10_000, source=Source.QUERY)
+    assert next_ is Next.CONFLICT
+
+
+def test_success_by_callback_is_applied_at_once() -> None:
+    order, next_ = apply(attempted(fresh()), reply(Verdict.SUCCEEDED), source=Source.CALLBACK)
+    assert (order.status, next_) == (OrderStatus.SUCCEEDED, Next.FINISHED)
+
+
+def test_a_query_that_says_nothing_changes_nothing() -> None:
+    order, _ = apply(attempted(fresh()), reply(Verdict.PROCESSING))
+    after, next_ = apply(order, reply(Verdict.UNKNOWN, code=None, message="HTTP 502"), source=Source.QUERY)
+    assert (after, next_) == (order, Next.UNCHANGED)
+
+
+def test_no_second_attempt_while_one_may_have_charged() -> None:
+    order = timed_out(attempted(fresh()))
+    assert start_attempt(order, supplier="b", sku="1", cost_cents=1, upstream_order_id="x", now=NOW) is None
+    assert exhaust(order, now=NOW) is None
+    declined, _ = apply(attempted(fresh()), reply(Verdict.FAILED))
+    # A router that chose its offer before another one started an attempt loses.
+    second = attempted(declined, "b")
+    assert start_attempt(second, supplier="c", sku="1", cost_cents=1, upstream_order_id="y", now=NOW) is None
+    stale = start_attempt(
+        declined, supplier="c", sku="1", cost_cents=1, upstream_order_id="y", now=NOW, expected_attempts=0
+    )
+    assert stale is None
+    assert exhaust(declined, now=NOW, expected_attempts=0) is None
+
+
+def test_replayed_contradictions_do_not_grow_the_order() -> None:
+    done, _ = apply(attempted(fresh()), reply(Verdict.SUCCEEDED))
+    order = done
+    for n in range(50):
+        order, next_ = apply(order, reply(Verdict.FAILED, message="x" * 10_000 + str(n)), source=Source.QUERY)
+        assert next_ is Next.CONFLICT
+    assert len(order.incidents) == 1
+    assert order.incidents[0].repeats == 50
+    assert len(order.incidents[0].detail) < 1000
+
+
+def test_incidents_are_capped() -> None:
+    order = fresh()
+    attempts = MAX_INCIDENTS + 5
+    for number in range(1, attempts + 1):
+        order = attempted(order, f"s{number}")
+        order, _ = apply(order, reply(Verdict.NOT_EXECUTED, number))
+    order, _ = apply(attempted(order, "last"), reply(Verdict.SUCCEEDED, attempts + 1))
+    for number in range(1, attempts + 1):  # every abandoned attempt claims success afterwards
+        order, next_ = apply(order, reply(Verdict.SUCCEEDED, number), source=Source.QUERY)
+        assert next_ is Next.CONFLICT
+    assert len(order.incidents) == MAX_INCIDENTS
+    assert order.incidents[-1].kind == "more_incidents"
+    assert order.incidents[-1].repeats == 6
+
+
+@pytest.mark.parametrize(
+    ("r", "shown"),
+    [
+        pytest.param(
+            SupplierReply(
+                upstream_order_id=UID + "01",
+                verdict=Verdict.NOT_EXECUTED,
+                message="not sent: ClientConnectorError: Cannot connect to host 10.0.0.7:9101",
+            ),
+            NOT_SENT_MESSAGE,
+            id="transport-not-sent",
+        ),
+        pytest.param(
+            SupplierReply(
+                upstream_order_id=UID + "01",
+                verdict=Verdict.UNKNOWN,
+                message="HTTP 502: <html>upstream</html>",
+            ),
+            UNKNOWN_MESSAGE,
+            id="garbage",
+        ),
+        pytest.param(reply(Verdict.FAILED, message="库存不足"), "库存不足", id="supplier-words"),
+        pytest.param(reply(Verdict.FAILED, message="长" * 1000), "长" * 299 + "…", id="bounded"),
+    ],
+)
+def test_shops_read_the_supplier_words_or_a_fixed_sentence(r: SupplierReply, shown: str) -> None:
+    order, _ = apply(attempted(fresh()), r)
+    assert order.attempts[0].message == shown
+    if shown != r.message:
+        assert order.attempts[0].detail == r.message  # operators still see what happened
 
 
 def test_duplicate_final_report_changes_nothing() -> None:
@@ -106,7 +284,7 @@ def test_progress_after_final_is_ignored() -> None:
 def test_contradiction_is_an_incident_never_a_flip(first: Verdict, then: Verdict) -> None:
     order, _ = apply(attempted(fresh()), reply(first))
     if first is Verdict.FAILED:
-        order = exhaust(order, now=NOW + 1)
+        order = failed_over(order)
     status_before = order.status
     after, next_ = apply(order, reply(then))
     assert next_ is Next.CONFLICT
@@ -138,9 +316,9 @@ def test_report_for_an_attempt_the_order_never_made() -> None:
 def test_exhaust_reason_depends_on_what_suppliers_said() -> None:
     declined, _ = apply(attempted(fresh()), reply(Verdict.FAILED))
     refused, _ = apply(attempted(fresh()), reply(Verdict.NOT_EXECUTED))
-    assert exhaust(declined, now=NOW).reason is Reason.SUPPLIER_FAILED
-    assert exhaust(refused, now=NOW).reason is Reason.NO_SUPPLIER_AVAILABLE
-    assert exhaust(fresh(), now=NOW).status is OrderStatus.FAILED
+    assert failed_over(declined).reason is Reason.SUPPLIER_FAILED
+    assert failed_over(refused).reason is Reason.NO_SUPPLIER_AVAILABLE
+    assert failed_over(fresh()).status is OrderStatus.FAILED
 
 
 def test_operator_resolution_then_contradicting_supplier_report() -> None:
