@@ -2,7 +2,12 @@
 
 The line it draws: a request that certainly never left (connect refused, DNS, connect timeout)
 is `not_executed`; anything that may have reached the supplier (timeout or reset after sending,
-a truncated or oversized body) is `unknown`. aiohttp's exceptions are mapped here and nowhere else.
+a truncated or oversized body) is `unknown`. Two things make "never left" true: the client never
+re-sends a request on its own (aiohttp retries a GET once on a reused connection that drops, so
+a supplier that charged and reset would be charged twice), and once the first byte of a request
+was handed to the socket, every later error means "sent", whatever its type. aiohttp's exceptions
+are mapped here and nowhere else, and their text, which quotes URLs with credentials in the query
+string, never leaves this module.
 """
 
 from __future__ import annotations
@@ -11,16 +16,32 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Final
 
 import aiohttp
+from yarl import URL
 
 from adapters.interface import HttpReply, HttpRequest, SupplierReply, Verdict
 from gateway.logs import get_logger
 from gateway.suppliers import Supplier
 
 MAX_REPLY_BYTES: Final = 1024 * 1024
+# Raised only before a connection carries any byte of the request (and never by a hidden retry,
+# which `_no_resend` rules out): with these, the supplier cannot have seen the request.
+NEVER_SENT: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)
 log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Wire:
+    """What happened on the wire to one request: set by the trace hook when its first byte is written."""
+
+    written: bool = False
+
+
+class ConnectionLost(aiohttp.ClientConnectionError):
+    """The connection failed under a request: what aiohttp would have retried, made final."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +78,7 @@ class Upstream:
                 reply = SupplierReply(
                     upstream_order_id=upstream_order_id,
                     verdict=Verdict.UNKNOWN,
-                    message=f"unreadable reply: {exc}",
+                    message=f"unreadable reply ({type(exc).__name__})",
                 )
         else:
             reply = _transport_reply(upstream_order_id, exchange)
@@ -88,28 +109,28 @@ class Upstream:
     async def _exchange(self, supplier: Supplier, request: HttpRequest, operation: str) -> Exchange:
         metrics = supplier.metrics
         started = time.perf_counter()
+        wire = Wire()
         try:
-            reply = await self._send(supplier, request)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL) as exc:
-            return Exchange(
-                None, False, f"not sent: {type(exc).__name__}: {exc}", time.perf_counter() - started
-            )
-        except TimeoutError:
-            return Exchange(
-                None, True, f"no reply within {supplier.config.timeout:g}s", time.perf_counter() - started
-            )
-        except ReplyTooLarge:
-            return Exchange(None, True, f"reply over {MAX_REPLY_BYTES} bytes", time.perf_counter() - started)
-        except (aiohttp.ClientError, OSError) as exc:
-            return Exchange(
-                None, True, f"after sending: {type(exc).__name__}: {exc}", time.perf_counter() - started
-            )
-        finally:
+            reply = await self._send(supplier, request, wire)
+        except (TimeoutError, ReplyTooLarge, aiohttp.ClientError, OSError) as exc:
             seconds = time.perf_counter() - started
-            metrics.duration[operation].observe(seconds)
-        return Exchange(reply, True, None, seconds)
+            # The wire has the last word: a byte written means the supplier may have it.
+            sent = wire.written or not isinstance(exc, NEVER_SENT)
+            error = _describe(exc, supplier.config.timeout, sent=sent)
+            log.warning(
+                "supplier_request_failed",
+                supplier=supplier.name,
+                operation=operation,
+                url=_without_query(request.url),
+                sent=sent,
+                error=error,
+            )
+            return Exchange(None, sent, error, seconds)
+        finally:
+            metrics.duration[operation].observe(time.perf_counter() - started)
+        return Exchange(reply, True, None, time.perf_counter() - started)
 
-    async def _send(self, supplier: Supplier, request: HttpRequest) -> HttpReply:
+    async def _send(self, supplier: Supplier, request: HttpRequest, wire: Wire) -> HttpReply:
         async with (
             asyncio.timeout(supplier.config.timeout),
             self._session.request(
@@ -119,6 +140,7 @@ class Upstream:
                 data=request.body or None,
                 timeout=supplier.timeout,
                 allow_redirects=False,
+                trace_request_ctx=wire,
             ) as response,
         ):
             body = await _read_limited(response)
@@ -146,13 +168,75 @@ def _transport_reply(upstream_order_id: str, exchange: Exchange) -> SupplierRepl
     )
 
 
+def _describe(exc: BaseException, timeout_seconds: float, *, sent: bool) -> str:
+    """What went wrong, for logs and operators: the exception's type and OS reason, never its text.
+
+    aiohttp's messages quote the request URL, whose query string carries juhe's `key` and `sign`
+    and ofpay's `userpws`.
+    """
+    if isinstance(exc, ReplyTooLarge):
+        return f"reply over {MAX_REPLY_BYTES} bytes"
+    if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
+        return f"no reply within {timeout_seconds:g}s"
+    reason = type(exc).__name__
+    cause = exc.__cause__ if isinstance(exc, ConnectionLost) else None
+    if cause is not None:
+        reason = type(cause).__name__
+    strerror = getattr(cause or exc, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        reason = f"{reason} ({strerror})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        reason = f"{reason} (HTTP {exc.status})"
+    return f"{'after sending' if sent else 'not sent'}: {reason}"
+
+
+def _without_query(url: str) -> str:
+    """The URL as logs may show it: scheme, host, port and path; the query may hold credentials."""
+    try:
+        return str(URL(url).with_query(None).with_fragment(None).with_user(None))
+    except ValueError:
+        return "<invalid url>"
+
+
+async def _mark_written(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    # aiohttp calls this just before it buffers the request line and headers for the socket, so
+    # "not written" is only ever said of a request no byte of which can have left.
+    wire = context.trace_request_ctx
+    if isinstance(wire, Wire):
+        wire.written = True
+
+
+async def _no_resend(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Turn the errors aiohttp answers with a silent second send into final ones.
+
+    aiohttp (3.12 to 3.14 at least) re-sends a GET, HEAD, PUT or DELETE once when a reused
+    connection fails with `ClientOSError` or `ServerDisconnectedError`, and re-raises any other
+    `ClientError` at once. juhe and ofpay submit by GET: a supplier that charged and then dropped
+    the connection would be charged again. A connect failure is no such case and keeps its type.
+    """
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise ConnectionLost(type(exc).__name__) from exc
+
+
 def new_session() -> aiohttp.ClientSession:
-    """The one client session for all suppliers (and shop notifications)."""
+    """The one client session for all suppliers (and shop notifications): it never re-sends a request."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_mark_written)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
         headers={"User-Agent": "supplier-gateway/0.1"},
+        middlewares=(_no_resend,),
+        trace_configs=[trace],
     )
