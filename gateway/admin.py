@@ -150,8 +150,10 @@ def _attempt_view(attempt: Attempt) -> dict[str, Any]:
         "started_at": iso_time(attempt.started_at),
         "outcome": attempt.outcome.value,
         "replied": attempt.replied,
+        "acknowledged": attempt.acknowledged,
         "code": attempt.code,
         "message": attempt.message,
+        "detail": attempt.detail,
         "duration_ms": attempt.duration_ms,
         "supplier_order_id": attempt.supplier_order_id,
         "cost": format_money(attempt.cost_cents),
@@ -188,7 +190,16 @@ def operator_view(order: Order) -> dict[str, Any]:
         "notify_url": order.request.notify_url,
         "face_value": format_money(order.face_value_cents),
         "attempts": [_attempt_view(a) for a in order.attempts],
-        "incidents": [{"at": iso_time(i.at), "kind": i.kind, "detail": i.detail} for i in order.incidents],
+        "incidents": [
+            {
+                "at": iso_time(i.at),
+                "kind": i.kind,
+                "detail": i.detail,
+                "upstream_order_id": i.upstream_order_id,
+                "repeats": i.repeats,
+            }
+            for i in order.incidents
+        ],
         "notification": _notification_view(order.notification),
     }
 

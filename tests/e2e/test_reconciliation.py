@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from structlog.testing import capture_logs
 
-from adapters.interface import AccountKind, Charge, Verdict
+from adapters.interface import AccountKind, Charge, Outcome, Verdict
+from gateway.lifecycle import start_attempt
+from gateway.order import Order, OrderRequest
 from tests.e2e.harness import Gateway, SupplierSpec
 
 SILENT = {"callback_drop_rate": 1.0}
@@ -125,3 +129,37 @@ async def test_an_unreadable_reply_is_logged_with_an_excerpt(gateway: Gateway) -
     assert entry["log_level"] == "warning"
     assert "not JSON" in entry["detail"]
     assert len(entry["detail"]) < 200  # an excerpt, not the whole body
+
+
+async def test_an_order_left_between_attempts_is_routed_on(gateway: Gateway) -> None:
+    """Its router died after the first supplier declined (a store error, a lost task): nobody else
+    would ever move it. The reconciler routes it on, and only once however often it sweeps."""
+    d = await gateway({"first": SupplierSpec(), "second": SupplierSpec()}, orders={"reconcile_after": "10s"})
+    now = d.clock.now()
+    request = OrderRequest(
+        order_id="STALLED-1", product="mobile.cmcc.50", account="13800138000", quantity=1, notify_url=None
+    )
+    uid = "G01STALLEDSTALLEDSTALLED0001"
+    created, _ = await d.runtime.store.create_order(
+        Order(uid=uid, shop="demo", request=request, face_value_cents=5000, created_at=now, updated_at=now)
+    )
+    begun = start_attempt(
+        created, supplier="first", sku="18221081", cost_cents=4930, upstream_order_id=uid + "01", now=now
+    )
+    assert begun is not None
+    declined = replace(
+        begun, attempts=(replace(begun.attempts[0], outcome=Outcome.FAILED, code="1", replied=True),)
+    )
+    await d.runtime.store.save_order(declined)
+
+    assert (await d.runtime.reconciler.sweep()).rerouted == 0  # not stalled yet: a router may be on it
+    d.clock.advance(11)
+    reports = [await d.runtime.reconciler.sweep() for _ in range(3)]
+    assert reports[0].rerouted == 1
+    order = await d.shop.wait_for("STALLED-1", lambda o: o["status"] != "processing")
+    assert order["status"] == "succeeded"
+    assert [(a["supplier"], a["outcome"]) for a in order["attempts"]] == [
+        ("first", "failed"),
+        ("second", "succeeded"),
+    ]
+    assert len(d.simulators["second"].ledger) == 1
