@@ -19,6 +19,7 @@ from gateway.auth import ShopAuthenticator
 from gateway.catalog import Catalog
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import GatewayConfig
+from gateway.destinations import NotificationSessions
 from gateway.events import EventBus
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
@@ -107,6 +108,8 @@ def _runtime_context(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(config.store)
         session = new_session()
+        # Apart from the supplier session: notifications connect only where shops may be reached.
+        notify_sessions = NotificationSessions()
         try:
             catalog = Catalog(config)
             rate_state = MemoryRateState()
@@ -137,9 +140,10 @@ def _runtime_context(
             notifier = Notifier(
                 config=config.notify,
                 secrets=secrets,
+                notify_hosts={name: shop.notify_hosts for name, shop in config.shops.items()},
                 store=store,
                 orders=orders,
-                session=session,
+                sessions=notify_sessions,
                 metrics=metrics,
                 clock=clock,
                 rng=rng,
@@ -184,6 +188,7 @@ def _runtime_context(
             await reconciler.close()
             await notifier.close()
         finally:
+            await notify_sessions.close()
             await session.close()
             await store.close()
 

@@ -3,7 +3,9 @@
 The outbox is the orders whose notification is due (saved with the final state itself). Before a
 POST the notification is leased by a compare-and-set save, so two workers never send it at once;
 a worker that dies mid-POST leaves a lease that simply expires. At least once: shops dedupe by
-order_id. Runs apart from order processing, so a slow or dead shop delays nothing else.
+order_id. Runs apart from order processing, so a slow or dead shop delays nothing else. A POST
+goes only to a host the shop still lists, over connections that reach a private address only
+where the shop lists that address (see destinations.py); a refused one is a failed delivery.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -21,6 +24,7 @@ import orjson
 from gateway.auth import notification_signature
 from gateway.clock import Clock
 from gateway.config.model import NotifyConfig
+from gateway.destinations import Address, DestinationRefused, NotificationSessions, allowed_addresses
 from gateway.lifecycle import Next, Transition
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -41,9 +45,10 @@ class Notifier:
         *,
         config: NotifyConfig,
         secrets: Mapping[str, bytes],
+        notify_hosts: Mapping[str, Sequence[str]],
         store: Store,
         orders: OrderService,
-        session: aiohttp.ClientSession,
+        sessions: NotificationSessions,
         metrics: Metrics,
         clock: Clock,
         rng: random.Random,
@@ -51,9 +56,10 @@ class Notifier:
     ) -> None:
         self._config = config
         self._secrets = secrets
+        self._hosts, self._allowed = _destinations(notify_hosts)
         self._store = store
         self._orders = orders
-        self._session = session
+        self._sessions = sessions
         self._metrics = metrics.notifications_by_result
         self._clock = clock
         self._rng = rng
@@ -64,10 +70,13 @@ class Notifier:
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         orders.on_change(self._changed)
 
-    def reconfigure(self, config: NotifyConfig, secrets: Mapping[str, bytes]) -> None:
+    def reconfigure(
+        self, config: NotifyConfig, secrets: Mapping[str, bytes], notify_hosts: Mapping[str, Sequence[str]]
+    ) -> None:
         """Take a reloaded configuration; deliveries under way finish with the old timeout."""
         self._config = config
         self._secrets = secrets
+        self._hosts, self._allowed = _destinations(notify_hosts)
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
 
     def _changed(self, before: Order | None, after: Order) -> None:
@@ -143,6 +152,10 @@ class Notifier:
         started = time.perf_counter()
         if url is None or secret is None:
             return Delivery(at=at, status=None, error="no notify_url or shop secret", duration_ms=0)
+        refusal = self._refusal(order.shop, url)
+        if refusal is not None:
+            log.warning("notification_refused", order_uid=order.uid, shop=order.shop, error=refusal)
+            return Delivery(at=at, status=None, error=refusal, duration_ms=0)
         body = orjson.dumps(public_view(order))
         timestamp = str(int(at))
         headers = {
@@ -152,17 +165,36 @@ class Notifier:
         }
         status: int | None = None
         error: str | None = None
+        session = self._sessions.session(self._allowed.get(order.shop, frozenset()))
         try:
-            async with self._session.post(
+            async with session.post(
                 url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 status = response.status
                 await response.content.read(MAX_RESPONSE_BYTES)
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, DestinationRefused):
+                error = f"refused: {exc.os_error.strerror}"
+                log.warning("notification_refused", order_uid=order.uid, shop=order.shop, error=error)
+            else:
+                error = f"{type(exc).__name__}: {exc}"[:200]
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:200]
         return Delivery(
             at=at, status=status, error=error, duration_ms=round((time.perf_counter() - started) * 1000)
         )
+
+    def _refusal(self, shop: str, url: str) -> str | None:
+        """Why `url` may not be posted to now: its host left the shop's notify_hosts since intake."""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if host is None:
+            return "refused: notify_url has no host"
+        if host not in self._hosts.get(shop, frozenset()):
+            return f"refused: host {host!r} is not in shops.{shop}.notify_hosts"
+        return None
 
     def _record(self, order: Order, delivery: Delivery) -> Transition:
         note = order.notification or Notification(due_at=None)
@@ -190,3 +222,11 @@ class Notifier:
             log.warning("notification_gave_up", attempts=note.attempts)
         else:
             self._metrics["retried"].inc()
+
+
+def _destinations(
+    notify_hosts: Mapping[str, Sequence[str]],
+) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[Address]]]:
+    """Per shop: the hosts it may be notified at, and the private addresses it lists among them."""
+    hosts = {shop: frozenset(host.lower() for host in listed) for shop, listed in notify_hosts.items()}
+    return hosts, {shop: allowed_addresses(listed) for shop, listed in notify_hosts.items()}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -43,6 +44,8 @@ class Runtime:
     notifier: Notifier
     auth: ShopAuthenticator
     events: EventBus
+    # One reload at a time: a reload checks the store, then applies, and must not interleave with another.
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 RUNTIME: Final = web.AppKey("runtime", Runtime)

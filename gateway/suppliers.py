@@ -17,6 +17,7 @@ from aiohttp import ClientTimeout
 
 from adapters.interface import AdapterSettings, Outcome, SupplierAdapter, SupplierReply
 from adapters.registry import adapter_factory
+from adapters.transport import MAX_RETRY_AFTER_SECONDS
 from gateway.breaker import CircuitBreaker, CircuitState, Probe
 from gateway.clock import Clock
 from gateway.config.model import GatewayConfig, SupplierConfig
@@ -75,6 +76,8 @@ class Supplier:
         # Removed from the file by a reload: never routed to, still there for callbacks and queries.
         self.retired = False
         self.inflight = 0
+        # Every admission ever, so a reload can tell that requests came and went while it looked away.
+        self.admissions = 0
         self.health = CallWindow(HEALTH_WINDOW_SECONDS)
         self.latency = LatencySample()
         self._clock = clock
@@ -135,6 +138,7 @@ class Supplier:
             return Refusal.SATURATED
         # Counted from admission, not from sending, so that concurrent admissions see each other.
         self.inflight += 1
+        self.admissions += 1
         waited = await self.limiter.acquire()
         if waited is None:
             self.inflight -= 1
@@ -177,11 +181,7 @@ class Supplier:
             )
             self.latency.add(seconds)
         if reply.throttled:
-            pause = reply.retry_after_seconds
-            if pause is None:
-                pause = THROTTLE_BACKOFF_SECONDS[
-                    min(self._throttle_streak, len(THROTTLE_BACKOFF_SECONDS) - 1)
-                ]
+            pause = throttle_pause(reply.retry_after_seconds, self._throttle_streak)
             self._throttle_streak += 1
             await self.limiter.pause(pause)
         elif sent:
@@ -203,6 +203,18 @@ class Supplier:
 
 
 _NO_PROBE: Final = Probe(-2, 0.0)
+
+
+def throttle_pause(asked_seconds: float | None, streak: int) -> float:
+    """How long to pause a throttling supplier: its own wish within [0, MAX_RETRY_AFTER_SECONDS],
+    or the growing backoff when it named none or named nonsense (NaN, negative).
+
+    Any float is safe here: a pause is time in which no submit or query goes to the supplier, and
+    an unbounded one (a year, inf) would leave open orders unreconciled for as long.
+    """
+    if asked_seconds is not None and asked_seconds >= 0:  # False for NaN too
+        return min(asked_seconds, MAX_RETRY_AFTER_SECONDS)
+    return THROTTLE_BACKOFF_SECONDS[min(streak, len(THROTTLE_BACKOFF_SECONDS) - 1)]
 
 
 def probe_expiry(config: SupplierConfig) -> float:

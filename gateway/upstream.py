@@ -227,7 +227,7 @@ async def _no_resend(
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The one client session for all suppliers (and shop notifications): it never re-sends a request."""
+    """The one client session for all suppliers: it never re-sends a request."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_mark_written)

@@ -21,6 +21,12 @@ KeyPath: TypeAlias = tuple[str | int, ...]
 
 Finding: TypeAlias = tuple[KeyPath, str]
 
+DEMO_PREFIX: Final = "demo-"
+"""How the shipped gateway.yaml marks its made-up secrets (demo-app-secret, demo-secret, ...)."""
+
+PUBLIC_DEFAULTS: Final = {("ofpay", "keystr"): "OFCARD"}
+"""Credentials a protocol documents a default for: whoever reads the protocol can sign with them."""
+
 _LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME: Final = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 
@@ -48,13 +54,18 @@ def check_config(
     products = set(config.products) if product_names is None else product_names
     findings = list(_backoff_limits(config.notify))
     findings.extend(_not_found_grace(config))
+    real_deployment = not any(_on_this_machine(supplier) for supplier in config.suppliers.values())
     for name, shop in config.shops.items():
         findings.extend(_shop_products(name, shop, products))
         findings.extend(_notify_hosts(name, shop))
+        if real_deployment:
+            findings.extend(_demo_shop_secret(name, shop))
     for name, supplier in config.suppliers.items():
         findings.extend(_adapter_settings(name, supplier, adapters))
         findings.extend(_breaker_limits(name, supplier))
         findings.extend(_simulator_host(name, supplier))
+        if not _on_this_machine(supplier):
+            findings.extend(_demo_credentials(name, supplier))
     for name, product in config.products.items():
         findings.extend(_offer_suppliers(name, product, suppliers))
     return findings
@@ -156,6 +167,51 @@ def _simulator_host(name: str, supplier: SupplierConfig) -> Iterator[Finding]:
             f'the bundled simulator serves only on this machine: base_url host "{host or ""}" '
             "must be localhost or a loopback address",
         )
+
+
+def _on_this_machine(supplier: SupplierConfig) -> bool:
+    """Served by the bundled simulator, or at a loopback base_url (a test double or a simulator
+    started apart): where demo secrets are expected and reach no real supplier."""
+    if supplier.simulate is not None:
+        return True
+    try:
+        host = urlsplit(supplier.base_url).hostname
+    except ValueError:
+        return False
+    return host is not None and _is_loopback(host)
+
+
+def _demo_credentials(name: str, supplier: SupplierConfig) -> Iterator[Finding]:
+    """A real supplier must get the credentials it issued, never the demo's or a protocol's default:
+    those are public, so anyone could sign callbacks as the supplier (and mark orders paid)."""
+    for key, secret in supplier.credentials.items():
+        value = secret.reveal()
+        default = PUBLIC_DEFAULTS.get((supplier.protocol, key))
+        if default is not None and value.strip().upper() == default:
+            yield (
+                ("suppliers", name, "credentials", key),
+                f'is {supplier.protocol}\'s public default "{default}": set the {key} the supplier issued',
+            )
+        elif _is_demo(value):
+            yield (
+                ("suppliers", name, "credentials", key),
+                f'is a demo value (starts with "{DEMO_PREFIX}") and this supplier is neither simulated '
+                "nor on this machine: set the credential the supplier issued",
+            )
+
+
+def _demo_shop_secret(name: str, shop: ShopConfig) -> Iterator[Finding]:
+    """With every supplier real, the shipped demo shop secret would let anyone place paid orders."""
+    if _is_demo(shop.secret.reveal()):
+        yield (
+            ("shops", name, "secret"),
+            f'is a demo value (starts with "{DEMO_PREFIX}") and no supplier is simulated or on this '
+            "machine: give the shop a secret of its own",
+        )
+
+
+def _is_demo(value: str) -> bool:
+    return value.strip().lower().startswith(DEMO_PREFIX)
 
 
 def _is_loopback(host: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -274,3 +275,91 @@ suppliers:
     assert problem.path == "orders.not_found_grace"
     assert "9s" in problem.message
     parse_config(text.replace("5s", "9s"), {})
+
+
+def _real_ofpay(data: dict[str, Any], **credentials: str) -> dict[str, Any]:
+    """The sample with an ofpay supplier on the network: not simulated, not on this machine."""
+    data["suppliers"]["ofpay"] = {
+        "protocol": "ofpay",
+        "base_url": "https://api.ofpay.example.com/",
+        "credentials": {"userid": "A7654321", "password": "p4ss", "keystr": "K3y", **credentials},
+    }
+    return data
+
+
+@pytest.mark.parametrize("keystr", ["OFCARD", "ofcard", " OFCARD "])
+def test_ofpays_public_default_key_is_refused_for_a_real_supplier(keystr: str) -> None:
+    [(path, message)] = problems(_real_ofpay(valid(), keystr=keystr))
+
+    assert path == "suppliers.ofpay.credentials.keystr"
+    assert message.startswith('is ofpay\'s public default "OFCARD"')
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("password", "demo-password"), ("userid", "demo-user"), ("keystr", "Demo-Key")]
+)
+def test_demo_credentials_are_refused_for_a_real_supplier(key: str, value: str) -> None:
+    [(path, message)] = problems(_real_ofpay(valid(), **{key: value}))
+
+    assert path == f"suppliers.ofpay.credentials.{key}"
+    assert message.startswith('is a demo value (starts with "demo-")')
+    assert value not in message  # credentials are not echoed
+
+
+def test_the_shipped_demo_secrets_are_refused_once_the_supplier_is_real() -> None:
+    data = valid()
+    fulu(data).update(
+        base_url="https://openapi.fulu.example.com/",
+        credentials={"app_key": "demo-app-key", "app_secret": "${FULU_APP_SECRET:-demo-app-secret}"},
+    )
+
+    assert [path for path, _ in problems(data)] == [
+        "suppliers.fulu.credentials.app_key",
+        "suppliers.fulu.credentials.app_secret",
+    ]
+    fulu(data)["credentials"]["app_key"] = "k-2041"
+    assert parse_config(yaml.safe_dump(data), {"FULU_APP_SECRET": "s3cr3t"}).suppliers["fulu"].base_url
+
+
+def test_demo_values_are_fine_for_simulated_and_local_suppliers() -> None:
+    data = _real_ofpay(valid())
+    data["suppliers"]["ofpay"].update(
+        base_url="http://127.0.0.1:9103",
+        credentials={"userid": "A1234567", "password": "demo-password", "keystr": "OFCARD"},
+        simulate={"latency": "10ms"},
+    )
+    fulu(data)["credentials"] = {"app_key": "demo-app-key", "app_secret": "demo-app-secret"}  # at 127.0.0.1
+    data["shops"]["demo"]["secret"] = "demo-secret"
+
+    assert parse_config(yaml.safe_dump(data), {}).suppliers["ofpay"].simulate is not None
+
+
+def test_the_demo_shop_secret_is_refused_when_every_supplier_is_real() -> None:
+    data = valid()
+    fulu(data)["base_url"] = "https://openapi.fulu.example.com/"
+    data["shops"]["demo"]["secret"] = "demo-secret"
+
+    [(path, message)] = problems(data)
+    assert path == "shops.demo.secret"
+    assert message.startswith('is a demo value (starts with "demo-") and no supplier is simulated')
+    # One simulated (or local) supplier makes it a demo or a test bench, where the demo secret is expected.
+    data["suppliers"]["local"] = {**fulu(data), "base_url": "http://localhost:9109"}
+    assert parse_config(yaml.safe_dump(data), {}).shops["demo"].secret.reveal() == "demo-secret"
+
+
+def test_the_shipped_gateway_yaml_pointed_at_real_suppliers_lists_every_demo_secret() -> None:
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "gateway.yaml").read_text())
+    for name, supplier in doc["suppliers"].items():
+        del supplier["simulate"]
+        supplier["base_url"] = f"https://{name}.example.com/"
+
+    assert [path for path, _ in problems(doc)] == [
+        "shops.demo.secret",
+        "suppliers.fulu.credentials.app_key",
+        "suppliers.fulu.credentials.app_secret",
+        "suppliers.ofpay.credentials.password",
+        "suppliers.ofpay.credentials.keystr",
+        "suppliers.juhe.credentials.key",
+        "suppliers.juhe.credentials.openid",
+        "suppliers.dayuanren.credentials.apikey",
+    ]

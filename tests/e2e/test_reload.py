@@ -204,3 +204,120 @@ async def until(
             if holds(await probe()):
                 return
             await asyncio.sleep(0.05)
+
+
+def fields(body: Any) -> list[str]:
+    return [detail["field"] for detail in body["error"]["details"]]
+
+
+async def test_a_supplier_with_open_attempts_keeps_its_base_url_and_credentials(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    d = await gateway({"a": SupplierSpec(knobs={"callback_drop_rate": 1.0})}, config_dir=tmp_path)
+    _, order = await d.shop.place(order_id="OPEN-1", wait_seconds=2)
+    [attempt] = order["attempts"]
+    assert (order["status"], attempt["outcome"]) == ("processing", "processing")
+    url = d.runtime.suppliers["a"].config.base_url
+
+    def move(doc: Any) -> None:
+        doc["suppliers"]["a"]["base_url"] = "http://127.0.0.1:2"
+
+    edit(d, move)
+    status, body = await reload(d)
+    assert status == 400
+    assert body["error"]["code"] == "invalid_config"
+    assert fields(body) == ["suppliers.a.base_url"]
+    message = body["error"]["details"][0]["message"]
+    assert 'supplier "a" has 1 open attempt(s)' in message
+    assert attempt["upstream_order_id"] in message
+    assert d.runtime.suppliers["a"].config.base_url == url  # the running configuration stays
+
+    def rotate(doc: Any) -> None:
+        doc["suppliers"]["a"]["credentials"]["app_secret"] = "rotated-secret"
+
+    edit(d, rotate)  # on top of the move: both are refused, each under its own key
+    status, body = await reload(d)
+    assert (status, fields(body)) == (400, ["suppliers.a.base_url", "suppliers.a.credentials"])
+
+    def tune(doc: Any) -> None:
+        doc["suppliers"]["a"]["base_url"] = url
+        doc["suppliers"]["a"]["credentials"]["app_secret"] = "demo-app-secret"
+        doc["suppliers"]["a"]["rate_limit"] = {"rate": 5, "per": "1s", "burst": 1}
+        doc["suppliers"]["a"]["timeout"] = "3s"
+        doc["suppliers"]["a"]["codes"] = {"3006": "not_executed"}
+
+    edit(d, tune)  # everything else still reloads
+    assert (await reload(d))[0] == 200
+    assert d.runtime.suppliers["a"].config.timeout == 3.0
+
+    d.clock.advance(60)
+    await d.runtime.reconciler.sweep()  # the supplier says how the attempt ended
+    assert (await d.shop.get("OPEN-1"))[1]["status"] == "succeeded"
+    edit(d, move)
+    status, body = await reload(d)
+    assert status == 200, body
+    assert d.runtime.suppliers["a"].config.base_url == "http://127.0.0.1:2"
+
+
+async def test_an_attempt_still_being_sent_keeps_its_suppliers_base_url(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    d = await gateway({"a": SupplierSpec(knobs={"hang_rate": 1.0}, timeout="1s")}, config_dir=tmp_path)
+    _, order = await d.shop.place(order_id="HUNG-1", wait_seconds=0)
+    [attempt] = order["attempts"]
+    assert attempt["outcome"] == "unknown"  # recorded before the submit left, still under way
+
+    def move(doc: Any) -> None:
+        doc["suppliers"]["a"]["base_url"] = "http://127.0.0.1:2"
+
+    edit(d, move)
+    status, body = await reload(d)
+    assert (status, fields(body)) == (400, ["suppliers.a.base_url"])
+    assert attempt["upstream_order_id"] in body["error"]["details"][0]["message"]
+    assert d.runtime.suppliers["a"].config.base_url != "http://127.0.0.1:2"
+
+
+async def test_a_retired_supplier_comes_back_under_another_protocol_only_once_settled(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    d = await gateway(
+        {"old": SupplierSpec(knobs={"callback_drop_rate": 1.0}), "new": SupplierSpec()}, config_dir=tmp_path
+    )
+    _, order = await d.shop.place(order_id="OLD-1", wait_seconds=2)
+    [attempt] = order["attempts"]
+    assert (attempt["supplier"], attempt["outcome"]) == ("old", "processing")
+    path = d.runtime.config_path
+    assert path is not None
+    original = yaml.safe_load(path.read_text())
+
+    def drop_old(doc: Any) -> None:
+        del doc["suppliers"]["old"]
+        doc["products"]["mobile.cmcc.50"]["offers"] = [
+            o for o in doc["products"]["mobile.cmcc.50"]["offers"] if o["supplier"] != "old"
+        ]
+
+    edit(d, drop_old)
+    assert (await reload(d))[0] == 200
+    assert d.runtime.suppliers["old"].retired
+
+    def readd_as_juhe(doc: Any) -> None:
+        doc["suppliers"]["old"] = {
+            **original["suppliers"]["old"],
+            "protocol": "juhe",
+            "credentials": {"key": "k", "openid": "o"},
+        }
+
+    edit(d, readd_as_juhe)
+    status, body = await reload(d)
+    assert (status, fields(body)) == (400, ["suppliers.old.protocol", "suppliers.old.credentials"])
+    assert attempt["upstream_order_id"] in body["error"]["details"][0]["message"]
+    assert d.runtime.suppliers["old"].retired
+    assert d.runtime.suppliers["old"].config.protocol == "fulu"
+
+    d.clock.advance(60)
+    await d.runtime.reconciler.sweep()  # still read as fulu, the protocol it was sent in
+    assert (await d.shop.get("OLD-1"))[1]["status"] == "succeeded"
+    status, body = await reload(d)
+    assert status == 200, body
+    assert d.runtime.suppliers["old"].config.protocol == "juhe"
+    assert not d.runtime.suppliers["old"].retired

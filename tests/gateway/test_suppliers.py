@@ -6,13 +6,14 @@ import random
 
 import pytest
 
-from adapters.interface import SupplierReply, Verdict
+from adapters.interface import HttpReply, SupplierReply, Verdict
+from adapters.transport import MAX_RETRY_AFTER_SECONDS
 from gateway.breaker import CircuitState
 from gateway.clock import ManualClock
 from gateway.config.loader import parse_config
 from gateway.metrics import Metrics
 from gateway.ratelimit import MemoryRateState
-from gateway.suppliers import Permit, Refusal, Supplier, build_suppliers
+from gateway.suppliers import THROTTLE_BACKOFF_SECONDS, Permit, Refusal, Supplier, build_suppliers
 
 CONFIG = """
 suppliers:
@@ -113,3 +114,37 @@ async def test_disabled_suppliers_refuse_orders_but_not_queries(supplier: Suppli
     supplier.set_disabled(True)
     assert await supplier.admit() is Refusal.DISABLED
     assert isinstance(await supplier.admit(for_query=True), Permit)
+
+
+@pytest.mark.parametrize("retry_after", ["31536000", "1e300", "9" * 400])
+async def test_a_supplier_answering_429_is_paused_at_most_the_clamp(
+    supplier: Supplier, clock: ManualClock, retry_after: str
+) -> None:
+    answer = HttpReply(status=429, headers={"Retry-After": retry_after}, body=b"")
+    throttled = supplier.adapter.parse_submit("G1", answer)
+    assert throttled.verdict is Verdict.THROTTLED
+    await supplier.finish(await permit(supplier), throttled, sent=True, seconds=0.1)
+    paused = await supplier.limiter.ready_in()
+    assert 0 < paused <= MAX_RETRY_AFTER_SECONDS
+    clock.advance(MAX_RETRY_AFTER_SECONDS + 1)
+    assert await supplier.limiter.ready_in() == 0
+    assert isinstance(await supplier.admit(for_query=True), Permit)  # reconciliation goes on
+
+
+@pytest.mark.parametrize(
+    ("asked", "at_most"),
+    [
+        (1e300, MAX_RETRY_AFTER_SECONDS),
+        (float("inf"), MAX_RETRY_AFTER_SECONDS),
+        (31_536_000.0, MAX_RETRY_AFTER_SECONDS),
+        (float("nan"), THROTTLE_BACKOFF_SECONDS[0]),
+        (-5.0, THROTTLE_BACKOFF_SECONDS[0]),
+        (-float("inf"), THROTTLE_BACKOFF_SECONDS[0]),
+    ],
+)
+async def test_finish_survives_any_float_as_the_wait(
+    supplier: Supplier, clock: ManualClock, asked: float, at_most: float
+) -> None:
+    await supplier.finish(await permit(supplier), reply(Verdict.THROTTLED, asked), sent=True, seconds=0.1)
+    paused = await supplier.limiter.ready_in()
+    assert 0 < paused <= at_most + 0.2  # the pause ends with the steady pace, no burst
