@@ -35,10 +35,12 @@ class Source(StrEnum):
 
     SUBMIT = "submit"  # the supplier's reply to our own submit
     QUERY = "query"  # the supplier's answer to our status query
-    # The supplier called us. Several protocols cannot authenticate a callback's result well
-    # (juhe does not sign the status; fulu signs sorted characters), so a claimed failure is
-    # confirmed by a query before anything is tried elsewhere.
+    # The supplier called us. A claimed failure is confirmed by a query before anything is tried
+    # elsewhere: fulu signs sorted characters, which a rearranged body can still match.
     CALLBACK = "callback"
+    # A callback whose signature does not cover its result (juhe signs only the ids): any final
+    # claim in it, success included, could be a replay with the status changed. A query decides.
+    UNSIGNED_CALLBACK = "unsigned_callback"
 
 
 class Next(StrEnum):
@@ -116,7 +118,7 @@ def apply_reply(
         return _late_report(order, attempt, reply, outcome, now)
     if order.status.final:
         # An operator settled the order while this attempt was still open.
-        if outcome in OPEN_OUTCOMES or _unconfirmed_failure(reply, source):
+        if outcome in OPEN_OUTCOMES or _unconfirmed(outcome, source):
             return Transition(order, Next.UNCHANGED)
         settled = _settle_open_attempt(order, index, attempt, reply, outcome, source, now, duration_ms)
         if (outcome in DELIVERED) != (order.status in (OrderStatus.SUCCEEDED, OrderStatus.PARTIAL)):
@@ -131,7 +133,7 @@ def apply_reply(
         # A query or callback that settles nothing (unreadable, or "not found" within the grace)
         # leaves the attempt as it was: it is asked again at the next sweep.
         return Transition(order, Next.UNCHANGED)
-    if _unconfirmed_failure(reply, source):
+    if _unconfirmed(outcome, source):
         return _await_confirmation(order, index, attempt, reply, now)
 
     updated = _updated_attempt(attempt, reply, outcome, source, now, duration_ms)
@@ -294,14 +296,23 @@ def _effective_outcome(
     return Outcome.NOT_EXECUTED if now - ended >= grace else Outcome.UNKNOWN
 
 
-def _unconfirmed_failure(reply: SupplierReply, source: Source) -> bool:
-    return source is Source.CALLBACK and reply.outcome in UNCHARGED
+def _unconfirmed(outcome: Outcome, source: Source) -> bool:
+    """A callback's claim that only a query may make true."""
+    match source:
+        case Source.CALLBACK:
+            return outcome in UNCHARGED
+        case Source.UNSIGNED_CALLBACK:
+            return outcome not in OPEN_OUTCOMES
+        case Source.SUBMIT | Source.QUERY:
+            return False
+        case _:
+            assert_never(source)
 
 
 def _await_confirmation(
     order: Order, index: int, attempt: Attempt, reply: SupplierReply, now: float
 ) -> Transition:
-    """A callback says the attempt failed: believe it once a query agrees; until then it is unknown."""
+    """A callback claims a result a query must confirm: until one agrees the attempt is unknown."""
     claim = f"callback reported {reply.verdict.value} (code {reply.code}): {_bounded(reply.message)!r}"
     updated = replace(attempt, outcome=Outcome.UNKNOWN, acknowledged=True, detail=claim)
     reason = Reason.MANUAL_REVIEW if order.reason is Reason.MANUAL_REVIEW else Reason.OUTCOME_UNKNOWN
@@ -326,7 +337,7 @@ def _updated_attempt(
     detail = reply.message if message != reply.message else None
     acknowledged = (
         attempt.acknowledged
-        or source is Source.CALLBACK
+        or source in (Source.CALLBACK, Source.UNSIGNED_CALLBACK)
         or outcome is Outcome.PROCESSING
         or reply.supplier_order_id is not None
         # A code of its own in reply to our submit (a duplicate-id refusal, an unlisted code):

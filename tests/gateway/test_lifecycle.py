@@ -180,6 +180,16 @@ def test_a_callback_failure_then_not_found_is_no_proof() -> None:
     assert next_ is Next.CONFLICT
 
 
+@pytest.mark.parametrize(
+    "verdict", [Verdict.SUCCEEDED, Verdict.PARTIAL, Verdict.FAILED, Verdict.ACCOUNT_INVALID]
+)
+def test_every_result_of_an_unsigned_callback_is_confirmed_first(verdict: Verdict) -> None:
+    order, _ = apply(attempted(fresh()), reply(Verdict.PROCESSING))
+    claimed, next_ = apply(order, reply(verdict, delivered_cents=100), source=Source.UNSIGNED_CALLBACK)
+    assert next_ is Next.CONFIRM
+    assert (claimed.status, claimed.attempts[0].outcome) == (OrderStatus.PROCESSING, Outcome.UNKNOWN)
+
+
 def test_success_by_callback_is_applied_at_once() -> None:
     order, next_ = apply(attempted(fresh()), reply(Verdict.SUCCEEDED), source=Source.CALLBACK)
     assert (order.status, next_) == (OrderStatus.SUCCEEDED, Next.FINISHED)

@@ -3,10 +3,11 @@
 A model supplier keeps the truth of each attempt (never received, pending, charged, declined);
 hypothesis drives the order through `lifecycle.py` with every kind of event: submits answered in
 every class of reply, timeouts and resets before and after sending, crashes mid-send, callbacks
-truthful, duplicated, late and forged, queries answering truthfully, with garbage, or "not found"
-from a lagging replica, and routers that start attempts from stale views. The router here is
-deliberately naive: it asks the lifecycle to start an attempt whenever it likes, so the lifecycle's
-own preconditions are what is under test. After every step:
+truthful, duplicated, late, forged and replayed with their status changed, queries answering
+truthfully, with garbage, or "not found" from a lagging replica, and routers that start attempts
+from stale views. The router here is deliberately naive: it asks the lifecycle to start an
+attempt whenever it likes, so the lifecycle's own preconditions are what is under test. After
+every step:
 
 - at most one attempt may have charged (pending, charged, or a submit still in flight);
 - a new attempt starts only when every earlier one certainly charged nothing;
@@ -201,7 +202,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         verdict=st.sampled_from([Verdict.FAILED, Verdict.NOT_EXECUTED, Verdict.ACCOUNT_INVALID]),
     )
     def forged_failure_callback(self, which: int, verdict: Verdict) -> None:
-        """A callback whose signature passed but whose claim of failure is false (juhe signs no status)."""
+        """A callback whose signature passed but whose claim of failure is false (a rearranged fulu body)."""
         if not self.model:
             return
         index = which % len(self.model)
@@ -209,6 +210,18 @@ class LifecycleMachine(RuleBasedStateMachine):
             index,
             SupplierReply(upstream_order_id=self._id(index), verdict=verdict, code="x"),
             Source.CALLBACK,
+        )
+
+    @rule(which=WHICH, verdict=st.sampled_from(list(Verdict)))
+    def replayed_unsigned_callback(self, which: int, verdict: Verdict) -> None:
+        """A juhe callback replayed with its status changed: its signature never covered the status."""
+        if not self.model:
+            return
+        index = which % len(self.model)
+        self._apply(
+            index,
+            SupplierReply(upstream_order_id=self._id(index), verdict=verdict, code="x"),
+            Source.UNSIGNED_CALLBACK,
         )
 
     @rule(which=WHICH, answer=st.sampled_from(["truth", "garbage", "lagging_not_found"]))
