@@ -8,8 +8,10 @@ from typing import Final
 
 from adapters.interface import AccountKind
 
-_MOBILE_CN: Final = re.compile(r"1[3-9]\d{9}")
-_QQ: Final = re.compile(r"[1-9]\d{4,11}")
+# [0-9], never \d: \d also matches full-width and other Unicode digits, and such "numbers" would
+# go upstream as accounts (CONTRACT.md §7: they are invalid_account).
+_MOBILE_CN: Final = re.compile(r"1[3-9][0-9]{9}")
+_QQ: Final = re.compile(r"[1-9][0-9]{4,11}")
 _GAME: Final = re.compile(r"[A-Za-z0-9_.\-@]{1,64}")
 
 

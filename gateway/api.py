@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 from aiohttp import web
 
-from gateway.errors import NoSupplierAvailable, OrderIdConflict, OrderNotFound, UnsupportedMediaType
+from gateway.errors import (
+    NoSupplierAvailable,
+    OrderIdConflict,
+    OrderNotFound,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from gateway.intake import read_order_request
 from gateway.middleware import json_response
 from gateway.order import public_view
 from gateway.runtime import RUNTIME
 
 routes = web.RouteTableDef()
+
+# The body is read before the signature can be checked, so anyone can send one: a body that trickles
+# in would hold its connection (and the handler) for as long as the sender likes. At the 64 KiB
+# default max_body_bytes, 5 s still admits any client sending faster than 13 KB/s.
+BODY_TIMEOUT_SECONDS: Final = 5.0
+BODY_TIMEOUT: Final = web.AppKey("body_timeout_seconds", float)  # set to override the default
+
+
+async def _read_body(request: web.Request) -> bytes:
+    deadline = request.app.get(BODY_TIMEOUT, BODY_TIMEOUT_SECONDS)
+    try:
+        async with asyncio.timeout(deadline):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {deadline:g} s") from None
 
 
 def _path_qs(request: web.Request) -> str:
@@ -21,7 +45,7 @@ def _path_qs(request: web.Request) -> str:
 async def place_order(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     content_type = request.headers.get("Content-Type")
-    body = await request.read()
+    body = await _read_body(request)
     shop = await runtime.auth.authenticate("POST", _path_qs(request), request.headers, body)
     if content_type is not None and "json" not in content_type.lower():
         raise UnsupportedMediaType("send the order as application/json")

@@ -1,6 +1,7 @@
 """Shop authentication: HMAC-SHA256 over method, path, timestamp, nonce and body; time window; nonce guard.
 
-Says only which part failed ("signature", "timestamp", "nonce"), never more.
+Says only which part failed ("signature", "timestamp", "nonce"), never more, and spends the same work
+whether or not the shop exists, so neither the answer nor its timing tells which shop ids are real.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from secrets import token_bytes
 from typing import Final
 
 from gateway.clock import Clock
-from gateway.errors import Unauthenticated
-from gateway.store import Store
+from gateway.errors import StoreUnavailable, Unauthenticated
+from gateway.store import Store, StoreError
 
 WINDOW_SECONDS: Final = 300.0
+# Explicit ASCII classes: `\d` and `\w` would also take full-width and other Unicode digits and letters.
+_SHOP_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the NAME pattern of shop ids in gateway.yaml
+_TIMESTAMP: Final = re.compile(r"[0-9]{1,12}")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{8,64}")
-_TIMESTAMP: Final = re.compile(r"\d{1,12}")
+_SIGNATURE: Final = re.compile(r"[0-9a-f]{64}")
 
 
 def request_signature(
@@ -36,7 +41,7 @@ def notification_signature(secret: bytes, timestamp: str, body: bytes) -> str:
 class ShopAuthenticator:
     """Checks a shop request's headers against its secret, the clock and the nonces already seen."""
 
-    __slots__ = ("_clock", "_secrets", "_store", "_window")
+    __slots__ = ("_clock", "_decoy", "_secrets", "_store", "_window")
 
     def __init__(
         self,
@@ -49,26 +54,32 @@ class ShopAuthenticator:
         self._store = store
         self._clock = clock
         self._window = window_seconds
+        # Signs for shops that do not exist. Random per process, so no request can ever match it.
+        self._decoy = token_bytes(32)
 
     def replace_secrets(self, secrets: Mapping[str, bytes]) -> None:
         self._secrets = dict(secrets)
 
     async def authenticate(self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes) -> str:
-        """The shop id, or `Unauthenticated`."""
+        """The shop id, or `Unauthenticated`; `StoreUnavailable` if the nonce cannot be recorded."""
         shop = headers.get("X-Shop-Id", "")
         timestamp = headers.get("X-Timestamp", "")
         nonce = headers.get("X-Nonce", "")
         signature = headers.get("X-Signature", "")
-        secret = self._secrets.get(shop)
-        # An unknown shop and a wrong signature look the same from outside.
-        if secret is None or not signature:
+        # Formats first, before any secret is looked up: what they refuse depends on the request
+        # alone, so known and unknown shops get the same answers for the same mistakes.
+        if _SHOP_ID.fullmatch(shop) is None or _SIGNATURE.fullmatch(signature) is None:
             raise Unauthenticated("signature")
-        if _NONCE.fullmatch(nonce) is None:
-            raise Unauthenticated("nonce")
         if _TIMESTAMP.fullmatch(timestamp) is None:
             raise Unauthenticated("timestamp")
-        expected = request_signature(secret, method, path_qs, timestamp, nonce, body)
-        if not hmac.compare_digest(expected, signature):
+        if _NONCE.fullmatch(nonce) is None:
+            raise Unauthenticated("nonce")
+        secret = self._secrets.get(shop)
+        # An unknown shop costs the same HMAC and comparison as a known one, and fails the same way.
+        expected = request_signature(
+            self._decoy if secret is None else secret, method, path_qs, timestamp, nonce, body
+        )
+        if not hmac.compare_digest(expected.encode(), signature.encode()) or secret is None:
             raise Unauthenticated("signature")
         now = self._clock.now()
         sent_at = int(timestamp)
@@ -76,6 +87,10 @@ class ShopAuthenticator:
             raise Unauthenticated("timestamp")
         # Remembered for as long as this timestamp stays acceptable; claimed only after the
         # signature holds, so nobody can burn another shop's nonces.
-        if not await self._store.claim_nonce(shop, nonce, max(now, sent_at) + self._window, now):
+        try:
+            claimed = await self._store.claim_nonce(shop, nonce, max(now, sent_at) + self._window, now)
+        except StoreError as exc:
+            raise StoreUnavailable("the request cannot be recorded now; send it again later") from exc
+        if not claimed:
             raise Unauthenticated("nonce")
         return shop

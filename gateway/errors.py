@@ -11,6 +11,8 @@ class ApiError(Exception):
 
     http_status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # After answering, close the connection rather than read on (the request is still arriving).
+    closes_connection: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -65,6 +67,14 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ApiError):
+    """The request body did not arrive within the server's bound; what is still coming is not read."""
+
+    http_status = 408
+    code = "request_timeout"
+    closes_connection = True
+
+
 class OrderIdConflict(ApiError):
     http_status = 409
     code = "order_id_conflict"
@@ -90,6 +100,13 @@ class UnsupportedMediaType(ApiError):
 class InvalidAccount(ApiError):
     http_status = 422
     code = "invalid_account"
+
+
+class TooManyStreams(ApiError):
+    """The shop already holds `shops.*.max_streams` open event streams (CONTRACT.md §8)."""
+
+    http_status = 429
+    code = "too_many_streams"
 
 
 class InternalError(ApiError):

@@ -17,6 +17,7 @@ from typing import Final
 import orjson
 
 from gateway.clock import Clock
+from gateway.errors import TooManyStreams
 from gateway.logs import get_logger
 from gateway.order import Order, public_view
 
@@ -225,17 +226,25 @@ class EventBus:
 
     # -- subscribing -----------------------------------------------------------------------
 
-    def subscribe(self, shop: str, last_event_id: str | None = None) -> Subscription:
+    def subscribe(
+        self, shop: str, last_event_id: str | None = None, *, max_streams: int | None = None
+    ) -> Subscription:
         """A subscription to `shop`'s events after `last_event_id`: replayed if still known, else a reset.
 
         Without `last_event_id` it starts at the current position. Replay and registration happen
-        together, with no await between, so no event falls between them or arrives twice.
+        together, with no await between, so no event falls between them or arrives twice. Raises
+        `TooManyStreams` if `shop` already holds `max_streams` subscriptions (checked and taken
+        together too, so concurrent subscribers cannot overshoot it).
         """
         sub = Subscription(self, shop, self.position, self._max_pending)
         if self._closed:
             sub._end()
             return sub
         channel = self._channel(shop)
+        if max_streams is not None and len(channel.subscribers) >= max_streams:
+            raise TooManyStreams(
+                f"this shop already has {len(channel.subscribers)} open streams, its limit; close one first"
+            )
         if last_event_id:
             reason = self._replay(channel, last_event_id, sub)
             if reason is None:

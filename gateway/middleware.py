@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -64,7 +65,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc)
+        response = error_response(exc)
+        if exc.closes_connection:
+            await _answer_and_close(request, response)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -72,6 +76,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("request_failed", path=request.path, method=request.method)
         return error_response(InternalError("internal error"))
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> None:
+    """Send `response` now, then close the connection without reading what the client still sends.
+
+    Left to itself, aiohttp would keep reading an unread body for its lingering time (10 s) before
+    closing: the very hold on a connection that a body read deadline is there to end.
+    """
+    response.force_close()  # Connection: close
+    with contextlib.suppress(ConnectionError):  # gone already: there is nobody to answer
+        await response.prepare(request)
+        await response.write_eof()
+    # Closes once the answer is flushed, and tells aiohttp not to read on.
+    request.protocol.force_close()
 
 
 @web.middleware

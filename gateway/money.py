@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-_DECIMAL: Final = re.compile(r"(0|[1-9]\d{0,11})(?:\.(\d{1,2}))?")
+# [0-9], never \d: \d (and int()) would also take full-width and other Unicode digits.
+_DECIMAL: Final = re.compile(r"(0|[1-9][0-9]{0,11})(?:\.([0-9]{1,2}))?")
 
 
 class InvalidMoney(ValueError):

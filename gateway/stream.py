@@ -26,6 +26,10 @@ QUERY_PARAMETERS: Final = frozenset({"last_event_id"})
 MAX_EVENT_ID_CHARS: Final = 64
 # A client that has not taken a write in this long is not reading: its stream is closed.
 WRITE_TIMEOUT_SECONDS: Final = 30.0
+# How soon an idle stream notices that its client hung up. aiohttp tells a handler only when it
+# writes, and an idle stream writes only a heartbeat; until then the stream would hold one of its
+# shop's `max_streams` slots, and a client reconnecting at once would be refused.
+HANGUP_CHECK_SECONDS: Final = 1.0
 HEARTBEAT: Final = b": keep-alive\n\n"
 RESET_MESSAGE: Final = "events were missed; re-read the orders you follow with GET /v1/orders/{order_id}"
 HEADERS: Final = {
@@ -69,11 +73,16 @@ def _last_event_id(request: web.Request) -> str | None:
 async def order_events(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     shop = await runtime.auth.authenticate("GET", request.raw_path, request.headers, b"")
-    subscription = runtime.events.subscribe(shop, _last_event_id(request))
+    shop_config = runtime.config.shops.get(shop)
+    subscription = runtime.events.subscribe(
+        shop,
+        _last_event_id(request),
+        max_streams=shop_config.max_streams if shop_config is not None else None,
+    )
     response = web.StreamResponse(headers=HEADERS)
     try:
         await response.prepare(request)
-        await _pump(response, subscription)
+        await _pump(request, response, subscription, runtime.events.heartbeat_seconds)
     except ConnectionResetError:
         pass  # the client hung up: nothing more can be sent to it
     except TimeoutError:
@@ -85,13 +94,28 @@ async def order_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _pump(response: web.StreamResponse, subscription: Subscription) -> None:
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    subscription: Subscription,
+    heartbeat_seconds: float,
+) -> None:
+    loop = asyncio.get_running_loop()
     await _write(response, (_opening(subscription.start_id),))
+    written_at = loop.time()
     while True:
-        items = await subscription.next()
+        items = await subscription.next(min(HANGUP_CHECK_SECONDS, heartbeat_seconds))
         if items is None:
             break
-        await _write(response, (sse_frame(item) for item in items) if items else (HEARTBEAT,))
+        if items:
+            await _write(response, (sse_frame(item) for item in items))
+        elif request.transport is None or request.transport.is_closing():
+            return  # the client hung up: end now and free the slot
+        elif loop.time() - written_at >= heartbeat_seconds:
+            await _write(response, (HEARTBEAT,))
+        else:
+            continue
+        written_at = loop.time()
     await response.write_eof()
 
 

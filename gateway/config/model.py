@@ -100,6 +100,9 @@ class ShopConfig:
     secret: Annotated[Secret, Doc("HMAC-SHA256 key the shop signs requests with")]
     products: Annotated[tuple[str, ...], Doc("Glob patterns of product names the shop may sell")] = ()
     notify_hosts: Annotated[tuple[str, ...], Doc("Hosts allowed in notify_url")] = ()
+    max_streams: Annotated[
+        int, Range(1), Doc("Open SSE and WebSocket streams the shop may hold; more are 429")
+    ] = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,7 +65,13 @@ class Store(Protocol):
         ...
 
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
-        """Remember `nonce` for `shop` until `expires_at`; False if it is already remembered."""
+        """Remember `nonce` for `shop` until `expires_at`; False if it is remembered beyond `now`.
+
+        Atomic: of concurrent claims of one nonce exactly one returns True. Durable when it returns
+        True, as far as the backend keeps anything: a restarted gateway on the same store refuses the
+        nonce until `expires_at` (a request is acted on only after its claim returned). Claims past
+        their expiry are forgotten, so the record stays about one window of requests long.
+        """
         ...
 
     async def ping(self) -> None:

@@ -1,7 +1,7 @@
 """Nonces seen per shop, in process memory, forgotten once their timestamps can no longer be accepted.
 
-The single-instance stores keep nonces here rather than on disk: a replay after a restart can only
-repeat an idempotent request. Shared stores (Redis) keep them shared instead.
+The memory store's only record of them; in front of a durable store's record, the fast path that
+refuses a replay within the process without asking the disk.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import heapq
 
 
 class NonceBook:
+    """Claims by (shop, nonce) until their expiry; each claim first drops what has expired."""
+
     __slots__ = ("_expiries", "_nonces")
 
     def __init__(self) -> None:
@@ -31,6 +33,12 @@ class NonceBook:
         self._nonces[key] = expires_at
         heapq.heappush(expiries, (expires_at, key))
         return True
+
+    def release(self, shop: str, nonce: str, expires_at: float) -> None:
+        """Forget the claim `claim` made with `expires_at`, when it could not be recorded elsewhere."""
+        key = (shop, nonce)
+        if self._nonces.get(key) == expires_at:
+            del self._nonces[key]  # its heap entry finds nothing of its own to remove when it expires
 
     def __len__(self) -> int:
         return len(self._nonces)

@@ -27,6 +27,8 @@ _T = TypeVar("_T")
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 # Caps one transaction, so a flood of writes is still answered in steady slices.
 MAX_BATCH: Final = 512
+# Expired nonces deleted with each claim: above one, so a backlog (after a quiet spell) drains.
+NONCE_PURGE_BATCH: Final = 8
 
 _BY_UID: Final = "SELECT document FROM orders WHERE uid = ?"
 _BY_KEY: Final = "SELECT document FROM orders WHERE shop = ? AND order_id = ?"
@@ -77,9 +79,10 @@ class SqliteStore:
         self._ready: asyncio.Future[None] = loop.create_future()
         self._stopped: asyncio.Future[None] = loop.create_future()
         self._closed = False
+        # The loop's fast path in front of the nonces table: see claim_nonce.
+        self._nonces = NonceBook()
         # Written only by the store's thread.
         self._committed_batches = 0
-        self._nonces = NonceBook()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -136,10 +139,25 @@ class SqliteStore:
         return await self._submit(lambda db: _all(db, sql, (now, max(limit, 0))), writes=False)
 
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
-        # In memory (see nonces.py): on disk, every shop request would cost a trip to the store's thread.
+        """Durable when it returns True: a restarted gateway still refuses the nonce until `expires_at`."""
         if self._closed:
             raise StoreError(f"SQLite store {self._path} is closed")
-        return self._nonces.claim(shop, nonce, expires_at, now)
+        # The book in memory answers a replay within this process without a trip to the disk and
+        # settles concurrent claims of one nonce at once; the table remembers claims across restarts.
+        if not self._nonces.claim(shop, nonce, expires_at, now):
+            return False
+        claimed = False
+        try:
+            # A write like any other: it joins the next group commit and shares its fsync.
+            claimed = await self._submit(
+                lambda db: _claim_nonce(db, shop, nonce, expires_at, now), writes=True
+            )
+        finally:
+            if not claimed:
+                # Seen before a restart (the table keeps it, until its own expiry), or not known to
+                # be recorded, so the request is refused: the table decides the next claim either way.
+                self._nonces.release(shop, nonce, expires_at)
+        return claimed
 
     async def ping(self) -> None:
         await self._submit(lambda db: db.execute("SELECT 1").fetchone(), writes=False)
@@ -162,7 +180,7 @@ class SqliteStore:
 
     def _serve(self) -> None:
         try:
-            db = self._connect()
+            db = connect(self._path)
         except Exception as exc:  # noqa: BLE001 -- whatever stops the open is the opener's to see
             self._hand_back([(self._ready, None, _store_error(exc, f"cannot open {self._path}"))])
             return
@@ -172,26 +190,6 @@ class SqliteStore:
         finally:
             db.close()
             self._hand_back([(self._stopped, None, None)])
-
-    def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        schema = resources.files("gateway.store").joinpath("sqlite.sql").read_text(encoding="utf-8")
-        # isolation_level=None: each batch opens its own transaction, the driver must not open others.
-        # timeout is SQLite's busy_timeout: how long to wait for another process's write lock.
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
-        try:
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"journal mode is {mode!r}; the store needs WAL")
-            # Under WAL, NORMAL syncs at checkpoints rather than at each commit: a killed process
-            # loses no committed transaction; only an OS crash or power loss can lose the latest ones.
-            db.execute("PRAGMA synchronous = NORMAL")
-            _migrate(db)
-            db.executescript(schema)
-        except BaseException:
-            db.close()
-            raise
-        return db
 
     def _run_until_stopped(self, db: sqlite3.Connection) -> None:
         while True:
@@ -231,10 +229,37 @@ class SqliteStore:
             self._loop.call_soon_threadsafe(_settle, outcomes)
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """The store's connection to the file at `path`: WAL, every commit synced, the schema in place.
+
+    Only the store's thread uses it; public so tests can see how the store's connections are set up.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = resources.files("gateway.store").joinpath("sqlite.sql").read_text(encoding="utf-8")
+    # isolation_level=None: each batch opens its own transaction, the driver must not open others.
+    # timeout is SQLite's busy_timeout: how long to wait for another process's write lock.
+    db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"journal mode is {mode!r}; the store needs WAL")
+        # FULL syncs the WAL at every commit, so "durable when it returns" holds through an OS crash
+        # or power loss too (NORMAL would lose the latest commits then: an attempt recorded just
+        # before its submit left, a claimed nonce). Group commits share that one fsync per batch.
+        db.execute("PRAGMA synchronous = FULL")
+        _migrate(db)
+        db.executescript(schema)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def _run_job(db: sqlite3.Connection, job: _Job) -> _Outcome:
-    # No savepoint per job: every job writes at most one statement, SQLite undoes a failed statement
-    # by itself, and a job raises only when its write did not happen. So a failing job leaves no
-    # trace and the rest of the batch commits, without two extra statements per job.
+    # No savepoint per job: every job makes at most one write that matters (a nonce claim's purge of
+    # expired rows before it is harmless either way), SQLite undoes a failed statement by itself, and
+    # a job raises only when its write did not happen. So a failing job leaves no trace and the rest
+    # of the batch commits, without two extra statements per job.
     try:
         result = job.work(db)
     except Exception as exc:  # the failure is its caller's alone
@@ -318,6 +343,25 @@ def _update_order(db: sqlite3.Connection, order: Order) -> Order:
     if row is None:
         raise StoreError(f"order {order.uid} was never created")
     raise StaleOrder(order.uid, order.version, row[0])
+
+
+def _claim_nonce(db: sqlite3.Connection, shop: str, nonce: str, expires_at: float, now: float) -> bool:
+    # A few expired claims go with each new one, more than arrive, so the table stays about one
+    # window of requests long without a sweeper. Before the insert: if the insert fails, the job
+    # leaves only this delete of rows nobody can use behind (see _run_job).
+    db.execute(
+        "DELETE FROM nonces WHERE (shop, nonce) IN"
+        " (SELECT shop, nonce FROM nonces WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+        (now, NONCE_PURGE_BATCH),
+    )
+    # A row whose time has passed is claimed anew; a live one means the nonce was seen.
+    cursor = db.execute(
+        "INSERT INTO nonces (shop, nonce, expires_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (shop, nonce) DO UPDATE SET expires_at = excluded.expires_at"
+        " WHERE nonces.expires_at <= ?",
+        (shop, nonce, expires_at, now),
+    )
+    return cursor.rowcount == 1
 
 
 def _by_upstream_id(db: sqlite3.Connection, upstream_order_id: str) -> Order | None:

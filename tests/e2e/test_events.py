@@ -12,6 +12,7 @@ import orjson
 from aiohttp import ClientResponse, ClientTimeout
 
 from tests.e2e.harness import Deployment, Gateway, Shop, SupplierSpec
+from tests.e2e.served import served
 
 PATH = "/v1/orders/events"
 OTHER = "other"
@@ -217,3 +218,45 @@ async def test_streams_end_when_the_gateway_shuts_down(gateway: Gateway) -> None
             await d.server.close()
         assert await events.frame() is None
         assert await theirs.frame() is None
+
+
+async def test_a_shop_over_its_max_streams_gets_429_and_a_hung_up_stream_frees_its_slot() -> None:
+    shops = {
+        "demo": {"secret": "demo-secret", "products": ["mobile.*"], "max_streams": 2},
+        OTHER: {"secret": OTHER_SECRET, "products": ["mobile.*"], "max_streams": 2},
+    }
+    # Served as `gateway run` serves it: nothing cancels a handler whose client hung up.
+    async with served(shops=shops) as shop:
+        other = Shop(shop.session, shop.base_url, shop=OTHER, secret=OTHER_SECRET)
+
+        async def refused(by: Shop) -> Any:
+            headers = by.headers("GET", PATH, b"")
+            async with by.session.get(by.base_url + PATH, headers=headers) as response:
+                assert response.status == 429
+                return await response.json()
+
+        async with stream(shop), stream(shop):
+            assert (await refused(shop))["error"]["code"] == "too_many_streams"
+            async with stream(other), stream(other):  # the cap is per shop
+                await refused(other)
+        # Both clients hung up; an idle stream writes only every 15 s, yet the slots come free at once.
+        loop = asyncio.get_running_loop()
+        hung_up_at = loop.time()
+        reopened = None
+        async with asyncio.timeout(WITHIN):
+            while reopened is None:
+                response = await shop.session.get(
+                    shop.base_url + PATH, headers=shop.headers("GET", PATH, b"")
+                )
+                if response.status == 200:
+                    reopened = response
+                else:
+                    assert response.status == 429
+                    response.release()
+                    await asyncio.sleep(0.1)
+        try:
+            assert loop.time() - hung_up_at < 3
+            async with stream(shop):
+                await refused(shop)
+        finally:
+            reopened.close()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
 import orjson
+import pytest
+from yarl import URL
 
+from gateway.api import BODY_TIMEOUT
 from gateway.auth import request_signature
-from tests.e2e.harness import Deployment, Gateway, SupplierSpec
+from tests.e2e.harness import SECRET, SHOP, Deployment, Gateway, SupplierSpec
+from tests.e2e.served import served
 
 GOOD = {"order_id": "E-1", "product": "mobile.cmcc.50", "account": "13800138000"}
 
@@ -127,3 +133,131 @@ async def test_orders_are_private_to_their_shop(gateway: Gateway) -> None:
     stored = await d.runtime.store.get_order("demo", "MINE-1")
     assert stored is not None
     assert await d.runtime.store.get_order("other", "MINE-1") is None
+
+
+async def raw_exchange(host: str, port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` byte for byte (headers aiohttp's client would not send) and read the answer to EOF."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def signed_head(port: int, body: bytes, **override: bytes) -> bytes:
+    timestamp, nonce = str(int(time.time())), "raw-nonce-0001"
+    fields = {
+        b"Host": f"127.0.0.1:{port}".encode(),
+        b"Content-Type": b"application/json",
+        b"Content-Length": str(len(body)).encode(),
+        b"Connection": b"close",
+        b"X-Shop-Id": SHOP.encode(),
+        b"X-Timestamp": timestamp.encode(),
+        b"X-Nonce": nonce.encode(),
+        b"X-Signature": request_signature(
+            SECRET.encode(), "POST", "/v1/orders", timestamp, nonce, body
+        ).encode(),
+    }
+    fields.update({name.replace("_", "-").encode(): value for name, value in override.items()})
+    return (
+        b"POST /v1/orders HTTP/1.1\r\n"
+        + b"".join(k + b": " + v + b"\r\n" for k, v in fields.items())
+        + b"\r\n"
+    )
+
+
+@pytest.mark.parametrize("signature", ["é".encode() * 32, b"\xff" * 64, b"A" * 64])
+async def test_a_non_ascii_or_upper_case_signature_is_401_not_500(
+    gateway: Gateway, signature: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = await gateway({"fulu": SupplierSpec()})
+    body = orjson.dumps(GOOD)
+    host, port = d.server.host, d.server.port
+    assert port is not None
+    status, _, answer = await raw_exchange(host, port, signed_head(port, body, X_Signature=signature) + body)
+    assert status == 401, answer
+    assert error_of(orjson.loads(answer), "unauthenticated")["message"] == "signature"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    await no_trace(d)
+
+
+async def test_unknown_and_known_shops_get_the_same_401_for_each_part(gateway: Gateway) -> None:
+    d = await gateway({"fulu": SupplierSpec()})
+    body = orjson.dumps(GOOD)
+    overrides = [
+        {"X-Nonce": "bad nonce"},
+        {"X-Nonce": "short"},
+        {"X-Timestamp": "later"},
+        {"X-Signature": "0" * 64},
+        {"X-Signature": "nothex"},
+    ]
+    for override in overrides:
+        answers = []
+        for shop in ("demo", "nobody"):
+            headers = {**d.shop.headers("POST", "/v1/orders", body), "X-Shop-Id": shop, **override}
+            async with d.session.post(d.base_url + "/v1/orders", data=body, headers=headers) as response:
+                answers.append((response.status, await response.json()))
+        assert answers[0] == answers[1], (override, answers)
+        assert answers[0][0] == 401
+        assert answers[0][1]["error"]["message"] in ("signature", "timestamp", "nonce")
+    await no_trace(d)
+
+
+async def test_full_width_digits_in_a_phone_number_are_422(gateway: Gateway) -> None:
+    d = await gateway({"fulu": SupplierSpec()})
+    for account in ("１３８００１３８０００", "138００138０00", "1380013800٠"):
+        status, body, _ = await d.shop.post_raw(orjson.dumps({**GOOD, "account": account}))
+        assert status == 422, (account, body)
+        assert error_of(body, "invalid_account")["details"][0]["field"] == "account"
+    await no_trace(d)
+
+
+BODY_BOUND_SECONDS = 0.3
+TRICKLE_GAP_SECONDS = 0.05  # one byte per gap: the whole body would take seconds
+
+
+async def test_a_body_that_trickles_in_is_408_and_the_connection_closed_within_the_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with served({BODY_TIMEOUT: BODY_BOUND_SECONDS}) as shop:
+        port = URL(shop.base_url).port
+        assert port is not None
+        answer, elapsed = await _trickle(port)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"\r\nConnection: close" in head
+    assert error_of(orjson.loads(payload), "request_timeout")
+    assert BODY_BOUND_SECONDS <= elapsed < BODY_BOUND_SECONDS + 1.0, elapsed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def _trickle(port: int) -> tuple[bytes, float]:
+    """A signed order whose body comes one byte per TRICKLE_GAP_SECONDS: the answer, and when it ended."""
+    body = orjson.dumps(GOOD)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    writer.write(signed_head(port, body, Connection=b"keep-alive"))
+
+    async def trickle() -> None:
+        for byte in body:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(TRICKLE_GAP_SECONDS)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        async with asyncio.timeout(3):  # the whole body would take len(body) * 50 ms, over 4 s
+            answer = await reader.read()  # to EOF: the gateway must close, not wait for more
+        elapsed = loop.time() - started
+    finally:
+        trickling.cancel()
+        await asyncio.gather(trickling, return_exceptions=True)
+        writer.close()
+    return answer, elapsed

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.interface import AccountKind
 from gateway.accounts import account_problem, mask_account
+
+# Decimal digits of every script but ASCII: full-width １, Arabic-Indic ٣, Devanagari ७, ...
+UNICODE_DIGITS = st.characters(categories=["Nd"], exclude_characters="0123456789")
 
 
 @pytest.mark.parametrize(
@@ -41,3 +46,23 @@ def test_masking_hides_the_middle() -> None:
     assert mask_account("13800138000") == "138****8000"
     assert mask_account("12345") == "1****45"
     assert mask_account("123") == "***"
+
+
+@given(UNICODE_DIGITS, st.integers(min_value=2, max_value=10))
+def test_a_mobile_number_with_any_non_ascii_digit_is_refused(digit: str, position: int) -> None:
+    # Prefix 1[3-9] kept ASCII, so only the class of the later digits is on trial.
+    number = "13800138000"
+    assert account_problem(AccountKind.MOBILE_CN, number) is None
+    assert account_problem(AccountKind.MOBILE_CN, number[:position] + digit + number[position + 1 :])
+
+
+@given(UNICODE_DIGITS, st.integers(min_value=1, max_value=8))
+def test_a_qq_number_with_any_non_ascii_digit_is_refused(digit: str, position: int) -> None:
+    number = "123456789"
+    assert account_problem(AccountKind.QQ, number) is None
+    assert account_problem(AccountKind.QQ, number[:position] + digit + number[position + 1 :])
+
+
+@given(st.lists(UNICODE_DIGITS, min_size=9, max_size=9))
+def test_a_mobile_number_of_unicode_digits_after_13_is_refused(digits: list[str]) -> None:
+    assert account_problem(AccountKind.MOBILE_CN, "13" + "".join(digits))

@@ -11,6 +11,7 @@ import pytest
 
 from adapters.interface import Outcome
 from gateway.clock import ManualClock
+from gateway.errors import TooManyStreams
 from gateway.events import EventBus, Item, OrderEvent, Reset, ResetReason, Subscription
 from gateway.order import Notification, Order, OrderStatus, public_view
 from tests.store.samples import an_attempt, an_order
@@ -226,3 +227,18 @@ async def test_a_closed_subscription_receives_nothing_more() -> None:
     b.publish(an_order("A1"))
     assert b.subscribers("shop-a") == 0
     assert await drain(sub) is None
+
+
+def test_a_shop_at_its_stream_limit_is_refused_and_a_closed_stream_frees_its_slot() -> None:
+    b = bus()
+    first, second = b.subscribe("shop-a", max_streams=2), b.subscribe("shop-a", max_streams=2)
+    with pytest.raises(TooManyStreams) as refused:
+        b.subscribe("shop-a", max_streams=2)
+    assert (refused.value.http_status, refused.value.code) == (429, "too_many_streams")
+    assert b.subscribers("shop-a") == 2
+    b.subscribe("shop-b", max_streams=2)  # another shop's streams do not count
+    first.close()
+    third = b.subscribe("shop-a", max_streams=2)
+    assert not third.ended
+    assert not second.ended
+    assert b.subscribers("shop-a") == 2

@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.catalog import Catalog
 from gateway.config.loader import parse_config
@@ -165,3 +167,14 @@ def test_the_event_streams_name_is_not_an_order_id(catalog: Catalog) -> None:
     error = fails(catalog, {**GOOD, "order_id": "events"}, InvalidRequest)
     assert [d["field"] for d in error.details or []] == ["order_id"]
     read(catalog, {**GOOD, "order_id": "events-1"})
+
+
+@given(st.text(st.characters(categories=["Nd"], exclude_characters="0123456789"), min_size=1, max_size=9))
+def test_unicode_digits_in_an_account_are_422_invalid_account(catalog: Catalog, digits: str) -> None:
+    # CONTRACT.md §7: full-width or other Unicode digits are invalid_account, never normalised.
+    mobile = "138" + digits + "0" * (8 - len(digits)) if len(digits) <= 8 else "13" + digits
+    qq = "1" + digits + "0" * max(0, 4 - len(digits))
+    for product, account in (("mobile.cmcc.50", mobile), ("game.qq.qb10", qq)):
+        error = fails(catalog, {"order_id": "A", "product": product, "account": account}, InvalidAccount)
+        assert error.code == "invalid_account"
+        assert error.http_status == 422

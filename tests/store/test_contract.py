@@ -16,11 +16,20 @@ from tests.store.samples import T0, a_full_order, an_attempt, an_order
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'orders.db'}"
-    opened = await open_store(url)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'orders.db'}"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
     yield opened
     await opened.close()
+
+
+def skip_unless_durable(url: str) -> None:
+    if url.startswith("memory://"):
+        pytest.skip("memory:// keeps nothing across a restart, orders included")
 
 
 # creation and idempotency
@@ -263,6 +272,34 @@ async def test_concurrent_claims_of_one_nonce_admit_one(store: Store) -> None:
     )
 
     assert sorted(claims) == [False] * 9 + [True]
+
+
+async def test_many_nonces_claimed_at_once_each_land_once(store: Store) -> None:
+    nonces = [f"nonce-{i:04d}" for i in range(300)]
+
+    first = await asyncio.gather(*(store.claim_nonce("shop-a", n, T0 + 300, T0) for n in nonces))
+    again = await asyncio.gather(*(store.claim_nonce("shop-a", n, T0 + 301, T0 + 1) for n in nonces))
+
+    assert first == [True] * len(nonces)
+    assert again == [False] * len(nonces)
+
+
+async def test_a_claimed_nonce_is_refused_after_a_restart_until_it_expires(
+    store: Store, store_url: str
+) -> None:
+    skip_unless_durable(store_url)
+    assert await store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0)
+    await store.close()
+
+    reopened = await open_store(store_url)
+    try:
+        assert not await reopened.claim_nonce("shop-a", "n1", expires_at=T0 + 400, now=T0 + 1)
+        assert await reopened.claim_nonce("shop-b", "n1", expires_at=T0 + 400, now=T0 + 1)
+        # The refused claim did not extend the first one: at its expiry the nonce is free again.
+        assert await reopened.claim_nonce("shop-a", "n1", expires_at=T0 + 600, now=T0 + 300)
+        assert not await reopened.claim_nonce("shop-a", "n1", expires_at=T0 + 601, now=T0 + 301)
+    finally:
+        await reopened.close()
 
 
 # lifecycle

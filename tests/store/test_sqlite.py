@@ -15,7 +15,7 @@ import pytest
 
 from gateway.order import OrderStatus, Reason
 from gateway.store import StaleOrder, StoreError, open_store
-from gateway.store.sqlite import SqliteStore, sqlite_path
+from gateway.store.sqlite import NONCE_PURGE_BATCH, SqliteStore, connect, sqlite_path
 from tests.store.samples import T0, a_full_order, an_order
 
 
@@ -103,6 +103,13 @@ async def test_a_save_that_returned_survives_kill_9(path: Path) -> None:
 async def test_the_file_is_in_wal_mode(store: SqliteStore, path: Path) -> None:
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_every_commit_is_synced_to_disk(store: SqliteStore, path: Path) -> None:
+    # synchronous is a setting of each connection, not of the file: ask one made as the store makes its own.
+    # FULL (2), not NORMAL (1): under WAL, NORMAL leaves the latest commits to an OS crash or power loss.
+    with closing(connect(path)) as db:
+        assert db.execute("PRAGMA synchronous").fetchone() == (2,)
 
 
 async def test_concurrent_saves_share_transactions(store: SqliteStore) -> None:
@@ -258,3 +265,87 @@ async def test_a_file_from_before_the_outbox_is_migrated(tmp_path: Path) -> None
         assert [o.uid for o in await store.due_notifications(T0 + 1000)] == [order.uid]
     finally:
         await store.close()
+
+
+# nonces
+
+
+KILLED_CLAIMER = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from gateway.store.sqlite import SqliteStore
+
+async def main():
+    store = await SqliteStore.open(Path(sys.argv[1]))
+    assert await store.claim_nonce("shop-a", "claimed-before-the-kill", 2e9 + 300, 2e9)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_claim_that_returned_survives_kill_9(path: Path) -> None:
+    claimer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILLED_CLAIMER,
+        str(path),
+        cwd=Path(__file__).parents[2],
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await claimer.communicate()
+    assert claimer.returncode == -signal.SIGKILL, stderr.decode()
+
+    store = await SqliteStore.open(path)
+    try:
+        assert not await store.claim_nonce("shop-a", "claimed-before-the-kill", 2e9 + 301, 2e9 + 1)
+    finally:
+        await store.close()
+
+
+async def test_nonce_claims_share_transactions(store: SqliteStore, path: Path) -> None:
+    before = store.committed_batches
+
+    claims = await asyncio.gather(
+        *(store.claim_nonce("shop-a", f"n{i:04d}", T0 + 300, T0) for i in range(500))
+    )
+
+    assert all(claims)
+    assert 1 <= store.committed_batches - before < len(claims) // 10
+    assert count_rows(path, "nonces") == 500
+
+
+async def test_a_replay_within_the_process_is_refused_without_a_trip_to_the_disk(store: SqliteStore) -> None:
+    assert await store.claim_nonce("shop-a", "n1", T0 + 300, T0)
+    before = store.committed_batches
+
+    assert not await store.claim_nonce("shop-a", "n1", T0 + 301, T0 + 1)
+
+    assert store.committed_batches == before
+
+
+async def test_expired_nonces_leave_the_table_as_new_claims_come(store: SqliteStore, path: Path) -> None:
+    for i in range(100):
+        await store.claim_nonce("shop-a", f"old-{i:03d}", T0 + 300, T0)
+    later = 10
+    for i in range(later):
+        await store.claim_nonce("shop-a", f"new-{i:03d}", T0 + 700, T0 + 400)
+
+    assert count_rows(path, "nonces") == later + max(0, 100 - later * NONCE_PURGE_BATCH)
+    for i in range(20):
+        await store.claim_nonce("shop-a", f"newer-{i:03d}", T0 + 700, T0 + 400)
+    assert count_rows(path, "nonces") == later + 20  # the expired backlog is gone, the live claims stay
+
+
+async def test_a_claim_that_could_not_be_recorded_is_refused_and_may_be_retried(
+    store: SqliteStore, path: Path
+) -> None:
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("DROP TABLE nonces")
+
+    with pytest.raises(StoreError):
+        await store.claim_nonce("shop-a", "n1", T0 + 300, T0)
+
+    connect(path).close()  # puts the table back
+    assert await store.claim_nonce("shop-a", "n1", T0 + 300, T0 + 1)
+    assert not await store.claim_nonce("shop-a", "n1", T0 + 300, T0 + 2)
