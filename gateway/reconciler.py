@@ -163,9 +163,17 @@ class Reconciler:
         signal = next((r for r in replies.values() if r.throttled), None) or next(iter(replies.values()))
         await supplier.finish(permit, signal, sent=exchange.sent, seconds=exchange.seconds)
         settled = 0
+        asked = len(ids)
         for upstream_id in ids:
             reply = replies.get(upstream_id)
             if reply is None:
+                continue
+            if reply.not_found and len(ids) > 1:
+                # A batch reply may be capped, and an id missing from it reads as "not found":
+                # such evidence counts only when the id was asked about alone.
+                alone_asked, alone_settled = await self._query(supplier, [upstream_id], now)
+                asked += alone_asked
+                settled += alone_settled
                 continue
             result = await self._orders.report(supplier.name, reply, source=Source.QUERY)
             log.debug(
@@ -176,7 +184,7 @@ class Reconciler:
                 result=result,
             )
             settled += reply.outcome not in OPEN_OUTCOMES
-        return len(ids), settled
+        return asked, settled
 
     async def _to_manual_review(self, order: Order) -> int:
         def review(current: Order) -> Transition:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
 from adapters.interface import AccountKind, Charge, Outcome, Verdict
@@ -163,3 +166,71 @@ async def test_an_order_left_between_attempts_is_routed_on(gateway: Gateway) -> 
         ("second", "succeeded"),
     ]
     assert len(d.simulators["second"].ledger) == 1
+
+
+class CappedBatches:
+    """A dayuanren supplier whose submits time out after charging, and whose batch queries answer
+    for the first id only (a capped reply): every other id looks "not found"."""
+
+    def __init__(self) -> None:
+        self.charged: list[str] = []
+        self.batches: list[list[str]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/yrapi.php/index/recharge", self.recharge)
+        app.router.add_post("/yrapi.php/index/check", self.check)
+        return app
+
+    async def recharge(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.charged.append(str(form["out_trade_num"]))
+        await asyncio.sleep(1.0)  # past the gateway's timeout: it cannot tell what happened
+        return web.json_response({"errno": 0, "errmsg": "ok", "data": {}})
+
+    async def check(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        ids = str(form["out_trade_nums"]).split(",")
+        self.batches.append(ids)
+        entries = [
+            {"out_trade_num": uid, "order_number": f"D{uid[-6:]}", "state": 1, "charge_amount": "50"}
+            for uid in ids[:1]
+            if uid in self.charged
+        ]
+        return web.json_response({"errno": 0, "errmsg": "ok", "data": entries})
+
+
+async def test_an_id_missing_from_a_capped_batch_is_asked_alone_before_it_counts(gateway: Gateway) -> None:
+    supplier = CappedBatches()
+    server = TestServer(supplier.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        d = await gateway(
+            {
+                "dyr": SupplierSpec(
+                    url=str(server.make_url("")).rstrip("/"),
+                    protocol="dayuanren",
+                    credentials={"userid": "10001", "apikey": "capped-test-apikey"},
+                    timeout="300ms",
+                ),
+                "spare": SupplierSpec(),
+            },
+            offers=[
+                {"supplier": "dyr", "sku": "101", "cost": "49.30", "priority": 1},
+                {"supplier": "spare", "sku": "18221081", "cost": "49.40", "priority": 2},
+            ],
+            orders={"not_found_grace": "5s"},
+        )
+        for number in (1, 2):
+            _, order = await d.shop.place(order_id=f"CAP-{number}", wait_seconds=1)
+            assert order["reason"] == "outcome_unknown", order
+        d.clock.advance(60)  # far past the grace: a "not found" would now count as not executed
+        await d.runtime.reconciler.sweep()
+        assert sorted(len(batch) for batch in supplier.batches) == [1, 2]  # the missing one, alone
+        for number in (1, 2):
+            _, order = await d.shop.get(f"CAP-{number}")
+            assert order["status"] == "succeeded", order
+            assert [a["supplier"] for a in order["attempts"]] == ["dyr"]
+        assert len(d.simulators["spare"].ledger) == 0
+    finally:
+        await server.close()
