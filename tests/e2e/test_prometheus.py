@@ -1,12 +1,11 @@
 """The metrics as Prometheus itself sees them: promtool's lint, and a real server scraping the admin listener.
 
-Skipped only where Prometheus is not installed locally; `.ci/run` installs it, so CI always runs these.
+Skipped only where Prometheus is not installed locally; in CI (`tests/tools.py`) a missing one fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,15 @@ from aiohttp.test_utils import unused_port
 from gateway.app import admin_address
 from tests.e2e.harness import Gateway, SupplierSpec
 from tests.e2e.test_operations import admin_url
-
-needs_prometheus = pytest.mark.skipif(
-    shutil.which("prometheus") is None or shutil.which("promtool") is None,
-    reason="Prometheus is not installed here (.ci/run installs it)",
-)
+from tests.tools import need
 
 
-@needs_prometheus
+@pytest.fixture
+def needs_prometheus() -> None:
+    need("prometheus", "promtool")
+
+
+@pytest.mark.usefixtures("needs_prometheus")
 async def test_promtool_finds_nothing_to_say_about_the_exposition(gateway: Gateway) -> None:
     d = await gateway({"fulu": SupplierSpec()})
     await d.shop.place(wait_seconds=5)
@@ -45,7 +45,7 @@ async def test_promtool_finds_nothing_to_say_about_the_exposition(gateway: Gatew
     assert output.decode().strip() == ""
 
 
-@needs_prometheus
+@pytest.mark.usefixtures("needs_prometheus")
 async def test_a_real_prometheus_scrapes_the_gateway(gateway: Gateway, tmp_path: Path) -> None:
     d = await gateway({"fulu": SupplierSpec()})
     for _ in range(3):

@@ -27,9 +27,10 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await opened.close()
 
 
-def skip_unless_durable(url: str) -> None:
-    if url.startswith("memory://"):
-        pytest.skip("memory:// keeps nothing across a restart, orders included")
+@pytest.fixture(params=["sqlite"])
+def durable_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The backends that keep what they stored across a restart (memory:// keeps nothing)."""
+    return f"sqlite:///{tmp_path / 'durable.db'}"
 
 
 # creation and idempotency
@@ -284,14 +285,12 @@ async def test_many_nonces_claimed_at_once_each_land_once(store: Store) -> None:
     assert again == [False] * len(nonces)
 
 
-async def test_a_claimed_nonce_is_refused_after_a_restart_until_it_expires(
-    store: Store, store_url: str
-) -> None:
-    skip_unless_durable(store_url)
+async def test_a_claimed_nonce_is_refused_after_a_restart_until_it_expires(durable_store_url: str) -> None:
+    store = await open_store(durable_store_url)
     assert await store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0)
     await store.close()
 
-    reopened = await open_store(store_url)
+    reopened = await open_store(durable_store_url)
     try:
         assert not await reopened.claim_nonce("shop-a", "n1", expires_at=T0 + 400, now=T0 + 1)
         assert await reopened.claim_nonce("shop-b", "n1", expires_at=T0 + 400, now=T0 + 1)
