@@ -1,4 +1,4 @@
-"""The switch that keeps CI honest: with it a missing tool, or any skip, fails the run; without it, they skip."""
+"""The switch that keeps CI honest: with it a missing tool or any skip fails the run; without it they skip."""
 
 from __future__ import annotations
 
