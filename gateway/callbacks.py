@@ -5,6 +5,8 @@ A bad signature is 401 and changes nothing; an upstream id we never sent is refu
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import web
 
 from adapters.interface import BadSignature, InboundCallback, MalformedMessage
@@ -16,6 +18,7 @@ from gateway.runtime import RUNTIME
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
+FORM: Final = "application/x-www-form-urlencoded"
 
 
 @routes.route("*", "/callbacks/{supplier}")
@@ -27,11 +30,16 @@ async def supplier_callback(request: web.Request) -> web.Response:
     supplier = runtime.suppliers.get(name)
     if supplier is None:
         raise NotFound(f"no supplier {name!r}")
+    if request.method == "GET":
+        # A supplier that calls back by GET sends its form in the query string: the adapter reads
+        # it as that form, raw (percent-encoded in the supplier's own charset, as a POST body is).
+        body = request.rel_url.raw_query_string.encode("utf-8", "surrogateescape")
+        content_type = FORM
+    else:
+        body = await request.read()
+        content_type = request.headers.get("Content-Type", "")
     callback = InboundCallback(
-        method=request.method,
-        query=dict(request.query),
-        content_type=request.headers.get("Content-Type", ""),
-        body=await request.read(),
+        method=request.method, query=dict(request.query), content_type=content_type, body=body
     )
     counters = supplier.metrics.callbacks
     try:

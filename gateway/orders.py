@@ -14,13 +14,14 @@ from dataclasses import replace
 from functools import partial
 from typing import Final, assert_never
 
-from adapters.interface import Charge, HttpRequest, SupplierReply, Verdict
+from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verdict
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
 from gateway.errors import NoSupplierAvailable, OrderAlreadyFinal, OrderNotFound
 from gateway.identifiers import new_order_uid
 from gateway.lifecycle import (
+    FINAL_OUTCOMES,
     Next,
     Source,
     Transition,
@@ -303,7 +304,8 @@ class OrderService:
             order,
             supplier=offer.supplier,
             sku=offer.sku,
-            cost_cents=offer.cost,
+            # An offer's cost is per unit; the attempt's is what the order costs until the supplier says.
+            cost_cents=offer.cost * order.request.quantity,
             upstream_order_id=upstream_order_id(order.uid, len(order.attempts) + 1),
             now=self._clock.now(),
             expected_attempts=expected_attempts,
@@ -472,6 +474,11 @@ class OrderService:
     def _saved(self, before: Order, after: Order) -> None:
         for listener in self._listeners:
             listener(before, after)
+        for earlier, later in zip(before.attempts, after.attempts, strict=False):
+            if earlier.outcome is Outcome.PROCESSING and later.outcome in FINAL_OUTCOMES:
+                supplier = self._suppliers.get(later.supplier)
+                if supplier is not None:
+                    supplier.settled(later.outcome)
         processing = self._metrics.processing
         if before.reason is not after.reason or before.status is not after.status:
             if before.status is OrderStatus.PROCESSING and before.reason in processing:

@@ -28,6 +28,7 @@ from gateway.ratelimit import RateLimiter, RateState
 HEALTH_WINDOW_SECONDS: Final = 60.0
 THROTTLE_BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 ANSWERED: Final = frozenset({Outcome.PROCESSING, Outcome.SUCCEEDED, Outcome.PARTIAL})
+DELIVERED_OUTCOMES: Final = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL})
 
 
 class Refusal(StrEnum):
@@ -176,9 +177,12 @@ class Supplier:
         delivered = outcome in ANSWERED
         if permit.counts_for_breaker:
             self.breaker.record(permit.probe, failed=failed, seconds=seconds, delivered=delivered)
-            self.health.record(
-                self._clock.monotonic(), failed=failed or not delivered, slow=False, delivered=delivered
-            )
+            # An accepted submit has not delivered anything yet: its health counts once it settles
+            # (`settled`), or a supplier that accepts everything and declines later would look perfect.
+            if outcome is not Outcome.PROCESSING:
+                self.health.record(
+                    self._clock.monotonic(), failed=failed or not delivered, slow=False, delivered=delivered
+                )
             self.latency.add(seconds)
         if reply.throttled:
             pause = throttle_pause(reply.retry_after_seconds, self._throttle_streak)
@@ -186,6 +190,11 @@ class Supplier:
             await self.limiter.pause(pause)
         elif sent:
             self._throttle_streak = 0
+
+    def settled(self, outcome: Outcome) -> None:
+        """An attempt this supplier had accepted reached its final outcome (by callback or query)."""
+        delivered = outcome in DELIVERED_OUTCOMES
+        self.health.record(self._clock.monotonic(), failed=not delivered, slow=False, delivered=delivered)
 
     def retry_after(self) -> float:
         """Seconds until this supplier might take a request again (0 if it might now)."""
