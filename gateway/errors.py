@@ -120,8 +120,14 @@ class NoSupplierAvailable(ApiError):
 
 
 class StoreUnavailable(ApiError):
+    """The store cannot record or read now; nothing was done, and the request may be sent again."""
+
     http_status = 503
     code = "store_unavailable"
+    RETRY_AFTER_SECONDS: ClassVar[int] = 5
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers or {"Retry-After": str(self.RETRY_AFTER_SECONDS)})
 
 
 class InvalidConfig(ApiError):

@@ -136,8 +136,9 @@ async def test_readyz_is_503_when_the_store_fails_and_healthz_stays_200(
         assert body["error"]["code"] == "store_unavailable"
         assert await probe("/healthz") == (200, {"status": "ok"})  # the process itself is alive
 
-        status, body, _ = await d.shop.post_raw(
+        status, body, headers = await d.shop.post_raw(
             b'{"order_id": "AFTER", "product": "mobile.cmcc.50", "account": "13800138000"}'
         )
         assert (status, body["error"]["code"]) == (503, "store_unavailable")
+        assert int(headers["Retry-After"]) > 0  # CONTRACT §6: when to try again
         assert len(d.simulators["fulu"].requests) == 1  # only BEFORE's submit: nothing left for AFTER
