@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-# Suppliers pad prices ("49.3000") or send JSON numbers; only zeros may follow the cents.
-_AMOUNT: Final = re.compile(r"(0|[1-9]\d{0,11})(?:\.(\d{1,2})0*)?")
+# Suppliers pad prices ("49.3000") or send JSON numbers; only zeros may follow the cents. ASCII
+# digits only: `\d` and int() would also read "４９.３０" (full-width) and other scripts' digits.
+_AMOUNT: Final = re.compile(r"(0|[1-9][0-9]{0,11})(?:\.([0-9]{1,2})0*)?")
 
 
 def parse_cents(value: str | int | float) -> int:

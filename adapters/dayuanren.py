@@ -106,8 +106,9 @@ def _md5(text: str) -> str:
 
 
 def _verifies(expected: str, signature: str) -> bool:
-    # Bytes, since compare_digest refuses non-ASCII str; suppliers differ in hex case.
-    return hmac.compare_digest(expected.encode(), signature.upper().encode())
+    # ASCII first: case mapping would turn "ﬀ" into "FF". Then bytes, since compare_digest refuses
+    # non-ASCII str; suppliers differ in hex case.
+    return signature.isascii() and hmac.compare_digest(expected.encode(), signature.upper().encode())
 
 
 class DayuanrenAdapter:

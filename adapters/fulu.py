@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
@@ -74,11 +76,35 @@ ORDER_STATES: Final[Mapping[str, Verdict]] = MappingProxyType(
 )
 """`order_state` of replies and `order_status` of callbacks."""
 
+CALLBACK_FIELDS: Final = frozenset(
+    {
+        "order_id",
+        "charge_finish_time",
+        "customer_order_no",
+        "order_status",
+        "recharge_description",
+        "product_id",
+        "price",
+        "buy_num",
+        "operator_serial_number",
+        "sign",
+    }
+)
+"""Every key a callback may hold (fulu.md), each a JSON string. fulu signs sorted characters, so a
+key outside this list could carry characters moved out of a listed one: such a callback is malformed."""
+
+CALLBACK_REQUIRED: Final = ("customer_order_no", "order_status", "sign")
+"""The callback keys without which nothing can be verified or applied (`product_id` is direct-only,
+and a supplier may leave out the other details)."""
+
 _ENVELOPE: Final[Mapping[str, str]] = MappingProxyType(
     {"version": "2.0", "format": "json", "charset": "utf-8", "sign_type": "md5", "app_auth_token": ""}
 )
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType({"Content-Type": "application/json; charset=utf-8"})
 _ACK: Final = HttpResponse(status=200, content_type="text/plain", body=b"success")
+# A code sent as a string. ASCII digits only, and few: str.isdigit takes "²" (which int() refuses)
+# and "３００４" (which int() reads as 3004), and int() refuses more than 4300 digits.
+_CODE: Final = re.compile(r"-?[0-9]{1,9}")
 
 
 def compact_json(value: object) -> str:
@@ -169,32 +195,20 @@ class FuluAdapter:
         return {upstream_order_id: answer}
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
-        try:
-            fields = orjson.loads(callback.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as error:
-            raise MalformedMessage(f"callback is not UTF-8 JSON: {excerpt(callback.body)}") from error
-        if not isinstance(fields, dict):
-            raise MalformedMessage(f"callback is not a JSON object: {excerpt(callback.body)}")
-        signature = fields.get("sign")
-        if not isinstance(signature, str):
-            raise MalformedMessage("callback has no sign")
-        # Bytes: compare_digest refuses non-ASCII str, and a forged sign may hold anything.
-        if not hmac.compare_digest(sign(fields, self._secret).encode(), signature.lower().encode()):
+        """Only the keys of `CALLBACK_FIELDS`, each a string, once: anything else is malformed."""
+        fields = _callback_fields(callback.body)
+        if not _verifies(sign(fields, self._secret), fields["sign"]):
             raise BadSignature("callback signature does not verify")
-        upstream_order_id = fields.get("customer_order_no")
-        status = fields.get("order_status")
-        if not isinstance(upstream_order_id, str) or not upstream_order_id or not isinstance(status, str):
-            raise MalformedMessage("callback lacks customer_order_no or order_status")
         price = fields.get("price")
         try:
             cost_cents = None if price is None else parse_cents(price)
         except ValueError as error:
             raise MalformedMessage(f"callback price {price!r} is not an amount") from error
         return SupplierReply(
-            upstream_order_id=upstream_order_id,
-            verdict=ORDER_STATES.get(status, Verdict.UNKNOWN),
-            message=optional_text(fields.get("recharge_description")),
-            supplier_order_id=optional_text(fields.get("order_id")),
+            upstream_order_id=fields["customer_order_no"],
+            verdict=ORDER_STATES.get(fields["order_status"], Verdict.UNKNOWN),
+            message=fields.get("recharge_description"),
+            supplier_order_id=fields.get("order_id"),
             cost_cents=cost_cents,
         )
 
@@ -222,9 +236,7 @@ class FuluAdapter:
             return SupplierReply(
                 upstream_order_id=upstream_order_id, verdict=codes.verdict(code), code=code, message=message
             )
-        if signature is None or not hmac.compare_digest(
-            sign_text(result, self._secret).encode(), signature.lower().encode()
-        ):
+        if signature is None or not _verifies(sign_text(result, self._secret), signature):
             # The supplier may have charged: a reply we cannot trust is unknown, never "not executed".
             return unknown_reply(
                 upstream_order_id, f"reply signature does not verify: {excerpt(reply.body)}", code
@@ -248,11 +260,61 @@ class FuluAdapter:
         )
 
 
+def _verifies(expected: str, signature: str) -> bool:
+    # A signature is hex: nothing non-ASCII reaches case mapping. Then bytes, since compare_digest
+    # refuses non-ASCII str.
+    return signature.isascii() and hmac.compare_digest(expected.encode(), signature.lower().encode())
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object names one key twice: only the copy the parser kept is covered by the signature."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        raise _RepeatedKey("a key is repeated")
+    return fields
+
+
+def _callback_fields(body: bytes) -> dict[str, str]:
+    """A callback body as its fields, checked against fulu.md's list, or `MalformedMessage`."""
+    try:
+        # The standard parser, for its hook: orjson keeps the last of repeated keys without a word.
+        parsed = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _RepeatedKey as error:
+        raise MalformedMessage(f"callback repeats a key: {excerpt(body)}") from error
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise MalformedMessage(f"callback is not UTF-8 JSON: {excerpt(body)}") from error
+    if not isinstance(parsed, dict):
+        raise MalformedMessage(f"callback is not a JSON object: {excerpt(body)}")
+    unlisted = sorted(key for key in parsed if key not in CALLBACK_FIELDS)
+    if unlisted:
+        shown = ", ".join(repr(key) for key in unlisted[:5])
+        raise MalformedMessage(f"callback keys {shown} are not in fulu.md")
+    for key, value in parsed.items():
+        # A lone surrogate (`"\ud800"` in the JSON) parses but has no UTF-8 form to sign.
+        if not isinstance(value, str) or not _utf8(value):
+            raise MalformedMessage(f"callback {key} is not a string: {excerpt(body)}")
+    missing = [key for key in CALLBACK_REQUIRED if not parsed.get(key)]
+    if missing:
+        raise MalformedMessage(f"callback lacks {', '.join(missing)}")
+    return parsed
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _envelope(body: bytes) -> tuple[str, str | None, str, str | None]:
     """`code`, `message`, `result` and `sign` of a reply body, or `Unreadable`."""
     reply = json_object(body)
     code = reply.get("code")
-    if isinstance(code, str) and code.lstrip("-").isdigit():
+    if isinstance(code, str) and _CODE.fullmatch(code):
         code = int(code)
     if not isinstance(code, int) or isinstance(code, bool):
         raise Unreadable("no integer code")

@@ -181,8 +181,12 @@ class JuheAdapter:
         sporder_id, upstream_order_id = fields["sporder_id"], fields["orderid"]
         digest = self._callback_md5.copy()
         digest.update(f"{sporder_id}{upstream_order_id}".encode())
-        # Compared as bytes: compare_digest refuses non-ASCII str, and a forged sign may be anything.
-        if not hmac.compare_digest(digest.hexdigest().encode(), fields["sign"].lower().encode()):
+        # A signature is hex: nothing non-ASCII reaches case mapping. Compared as bytes, since
+        # compare_digest refuses non-ASCII str.
+        signature = fields["sign"]
+        if not signature.isascii() or not hmac.compare_digest(
+            digest.hexdigest().encode(), signature.lower().encode()
+        ):
             raise BadSignature("callback signature does not verify")
         return SupplierReply(
             upstream_order_id=upstream_order_id,

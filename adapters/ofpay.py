@@ -80,7 +80,7 @@ _ACK: Final = HttpResponse(status=200, content_type="text/plain", body=b"success
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 # Expat would expand entities and fetch external ones if a DTD declared them: none may reach it.
 _DTD: Final = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
-_QUERY_ANSWER: Final = re.compile(rb"-?\d{1,4}")
+_QUERY_ANSWER: Final = re.compile(rb"-?[0-9]{1,4}")
 _UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]*")
 
 

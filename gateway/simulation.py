@@ -9,22 +9,21 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from gateway.config.model import GatewayConfig
 from gateway.logs import get_logger
 from gateway.simulator import Simulator, build_simulator
+from gateway.simulator.listener import Listener
 from gateway.suppliers import callback_url
 
 log = get_logger(__name__)
 
 
 class SimulatorFarm:
-    """The simulated suppliers of one configuration, each on its own listener."""
+    """The simulated suppliers of one configuration, each on its own listener (which a crash can stop)."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self._config = config
-        self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
         self.simulators: Mapping[str, Simulator] = MappingProxyType({})
 
     async def start(self) -> None:
@@ -46,10 +45,7 @@ class SimulatorFarm:
                 catalog=skus,
             )
             url = urlsplit(supplier.base_url)
-            runner = web.AppRunner(simulator.app, access_log=None)
-            await runner.setup()
-            self._runners.append(runner)
-            await web.TCPSite(runner, url.hostname, url.port or 80).start()
+            self._listeners.append(await simulator.serve(url.hostname or "127.0.0.1", url.port or 80))
             simulators[name] = simulator
             log.info(
                 "simulator_started", supplier=name, protocol=supplier.protocol, base_url=supplier.base_url
@@ -57,6 +53,6 @@ class SimulatorFarm:
         self.simulators = MappingProxyType(simulators)
 
     async def stop(self) -> None:
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        for listener in reversed(self._listeners):
+            await listener.close()
+        self._listeners.clear()

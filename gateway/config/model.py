@@ -16,7 +16,9 @@ from adapters.interface import AccountKind, Verdict
 from gateway.config.constraints import Doc, Duration, MinItems, Money, Pattern, Range
 from gateway.secret import Secret
 
-HOST_PORT = Pattern(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}", "must be host:port, e.g. 0.0.0.0:8080")
+HOST_PORT = Pattern(
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}", "must be host:port, e.g. 0.0.0.0:8080"
+)
 HTTP_URL = Pattern(r"https?://[^\s/?#]+(/[^\s]*)?", "must be an http:// or https:// URL")
 STORE_URL = Pattern(
     r"memory://|sqlite:///.+|rediss?://[^\s]+",
@@ -140,6 +142,43 @@ class SimulateConfig:
     hang_charges: Annotated[bool, Doc("Whether a hung submit still charges")] = True
     error_rate: Annotated[Rate, Doc("Share of submits answered HTTP 500 after charging")] = 0.0
     garbage_rate: Annotated[Rate, Doc("Share of submits answered with garbage after charging")] = 0.0
+    reset_rate: Annotated[
+        Rate,
+        Doc(
+            "Share of submits charged, then never answered: the connection is reset (RST). Drawn"
+            " with refuse/hang/error/garbage/crash: those six rates together at most 1"
+        ),
+    ] = 0.0
+    crash_rate: Annotated[
+        Rate,
+        Doc(
+            "Share of submits charged, then the supplier crashes: it stops listening, resets every"
+            " open connection (this one included, unanswered) and refuses connects (ECONNREFUSED)"
+            " for refuse_for. Needs the simulator served by Simulator.serve()"
+        ),
+    ] = 0.0
+    refuse_for: Annotated[
+        float, Duration(), Range(0), Doc("How long a crash refuses connections, on the simulator's clock")
+    ] = 1.0
+    lagging_rate: Annotated[
+        Rate,
+        Doc(
+            "Share of charged submits that queries report as not found until lag_for after the"
+            " submit (a lagging replica), and truthfully after; callbacks are not delayed"
+        ),
+    ] = 0.0
+    lag_for: Annotated[
+        float, Duration(), Range(0), Doc("How long a lagging order stays not found, on the simulator's clock")
+    ] = 1.0
+    forged_callback_rate: Annotated[
+        Rate,
+        Doc(
+            "Share of charged orders whose real callbacks are preceded by forged ones, each sent once,"
+            " claiming the opposite result (delivered vs failed): one with a bad signature and, for"
+            " juhe (whose sign leaves sta out), a validly signed failure of a success. Sent even when"
+            " the real callback is dropped"
+        ),
+    ] = 0.0
     callback_drop_rate: Rate = 0.0
     callback_duplicate_rate: Rate = 0.0
     callback_delay: Seconds = 0.0

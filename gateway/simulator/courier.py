@@ -46,11 +46,16 @@ class Courier:
         request: HttpRequest,
         acknowledged: Callable[[int, bytes], bool],
         on_attempt: Callable[[], None] = lambda: None,
+        attempts: int | None = None,
     ) -> Delivery:
-        """Send until `acknowledged(status, body)` or the attempts run out, `retry_seconds` apart."""
+        """Send until `acknowledged(status, body)` or the attempts run out, `retry_seconds` apart.
+
+        `attempts` overrides the courier's own count for this one request (a forger sends once).
+        """
         if self._session is None:
             raise RuntimeError("the courier is not started")
-        for attempt in range(1, self._attempts + 1):
+        attempts = self._attempts if attempts is None else attempts
+        for attempt in range(1, attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self._retry_seconds)
             on_attempt()
@@ -63,4 +68,4 @@ class Courier:
             except (aiohttp.ClientError, TimeoutError):
                 # The gateway may be down or restarting: exactly what callback retries are for.
                 continue
-        return Delivery(attempts=self._attempts, acknowledged=False)
+        return Delivery(attempts=attempts, acknowledged=False)

@@ -32,6 +32,7 @@ from gateway.simulator.front import (
     Refusal,
     Rejection,
     SubmitRequest,
+    guessed,
     reply,
     require_credentials,
 )
@@ -160,6 +161,10 @@ class DayuanrenFront:
         return HttpRequest(
             method="POST", url=url, headers={"Content-Type": FORM_CONTENT_TYPE}, body=encode_form(fields)
         )
+
+    def forged_callbacks(self, entry: LedgerEntry, url: str) -> tuple[HttpRequest, ...]:
+        impostor = DayuanrenFront({"userid": self._userid, "apikey": guessed(self._apikey)})
+        return (impostor.callback(entry.opposite(), url),)
 
     def acknowledged(self, status: int, body: bytes) -> bool:
         return status == 200 and body.strip() == b"success"

@@ -1,7 +1,7 @@
 """The generic simulated supplier: decides each order's fate from the knobs and serves a front.
 
-Protocol-free: every byte on the wire is the front's. Owns fates, timing, the ledger, the request
-log, background finishing and callbacks, and the aiohttp app they run in.
+Protocol-free: every byte on the wire is the front's. Owns fates, faults, timing, the ledger, the
+request log, background finishing and callbacks, and the aiohttp app they run in.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from adapters.interface import HttpReply
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import SimulateConfig
 from gateway.simulator.courier import Courier
+from gateway.simulator.faults import Fault
 from gateway.simulator.front import (
     Front,
     Incoming,
@@ -32,6 +33,7 @@ from gateway.simulator.front import (
     reply,
 )
 from gateway.simulator.ledger import ChargeState, Ledger, LedgerEntry
+from gateway.simulator.listener import Listener, reset
 from gateway.simulator.traffic import Operation, RequestLog
 
 PRICE_RATIO: Final = 0.986
@@ -52,6 +54,27 @@ class Fate(StrEnum):
     HANG = "hang"
     ERROR = "error"
     GARBAGE = "garbage"
+    RESET = "reset"
+    CRASH = "crash"
+
+
+class Silence(StrEnum):
+    """A submit the simulator answers with no reply at all."""
+
+    HANG = "hang"  # the connection stays open, unanswered, until shutdown
+    RESET = "reset"  # the connection is reset
+    CRASH = "crash"  # every connection is reset and new ones are refused for a while
+
+
+_SILENCES: Final[Mapping[Fate, Silence]] = MappingProxyType(
+    {Fate.HANG: Silence.HANG, Fate.RESET: Silence.RESET, Fate.CRASH: Silence.CRASH}
+)
+_FATE_FAULTS: Final[Mapping[Fate, Fault]] = MappingProxyType(
+    {Fate.RESET: Fault.RESET, Fate.CRASH: Fault.CRASH}
+)
+_SILENT_FAULTS: Final[Mapping[Silence, Fault]] = MappingProxyType(
+    {Silence.RESET: Fault.RESET, Silence.CRASH: Fault.CRASH}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,10 +88,28 @@ class _Plan:
     callback_copies: int  # 0 when the callback is dropped
     result_after: float
     callback_delay: float
+    lagging: bool  # queries say "not found" for `lag_for` after the submit
+    lag_for: float
+    forged: bool  # forged callbacks precede the real ones
+    refuse_for: float  # how long a crash refuses connections
+
+    @property
+    def faults(self) -> frozenset[Fault]:
+        drawn = {_FATE_FAULTS[self.fate]} if self.fate in _FATE_FAULTS else set()
+        if self.lagging:
+            drawn.add(Fault.LAG)
+        if self.forged:
+            drawn.add(Fault.FORGED_CALLBACK)
+        return frozenset(drawn)
 
 
 class Simulator:
-    """One simulated supplier: `app` serves `front`'s protocol; `knobs` may be replaced any time."""
+    """One simulated supplier: `app` serves `front`'s protocol; `knobs` may be replaced any time.
+
+    Serve it with `serve` (or any aiohttp server, except that `crash_rate` needs `serve`'s
+    listener to stop listening: elsewhere a crash only resets its own connection and `idle`
+    raises to say so).
+    """
 
     def __init__(
         self,
@@ -102,11 +143,19 @@ class Simulator:
         self._failures: list[BaseException] = []
         self._released = asyncio.Event()
         self._sequence = 0
+        self.listeners: list[Listener] = []
         self.app = web.Application()
         self.app[SIMULATOR] = self
         self.app.add_routes([web.route(method, path, self._handle) for method, path in front.routes])
         self.app.cleanup_ctx.append(self._context)
         self.app.on_shutdown.append(self._release_hung)
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> Listener:
+        """Listen on `host:port` (0: a free port) with a listener a crash can stop; `close` it after."""
+        listener = Listener(self.app, host, port, clock=self._clock)
+        await listener.start()
+        self.listeners.append(listener)
+        return listener
 
     async def start(self) -> None:
         await self._courier.start()
@@ -130,14 +179,17 @@ class Simulator:
         if self._failures:
             raise self._failures[0]
 
-    async def respond(self, request: Incoming) -> HttpReply | None:
-        """The answer to one request after the latency knob; `None` means never answer (a hang)."""
+    async def respond(self, request: Incoming) -> HttpReply | Silence:
+        """The answer to one request after the latency knob, or no answer at all.
+
+        A crash has already happened when this returns `Silence.CRASH`; a hang returns at once.
+        """
         knobs = self.knobs
         reading = self.front.read(request)
         operation = _operation(reading)
         now = self._clock.monotonic()
-        self.requests.record(now, operation)
-        answer: HttpReply | None
+        answer: HttpReply | Silence
+        fault = None
         if self._throttled(now, knobs):
             answer = self.front.rejection_reply(
                 Rejection(refusal=Refusal.THROTTLED, operation=operation, upstream_order_ids=_ids(reading))
@@ -145,24 +197,32 @@ class Simulator:
         elif isinstance(reading, Rejection):
             answer = self.front.rejection_reply(reading)
         elif isinstance(reading, QueryRequest):
-            answer = self._query(reading)
+            answer, fault = self._query(reading, now)
         else:
             answer = self._submit(reading, knobs)
-            if answer is None:
-                return None
+            if isinstance(answer, Silence):
+                fault = _SILENT_FAULTS.get(answer)
+        self.requests.record(now, operation, fault)
+        if answer is Silence.HANG:
+            return answer
         if knobs.latency > 0:
             await asyncio.sleep(knobs.latency)
         return answer
 
-    def _query(self, query: QueryRequest) -> HttpReply:
+    def _query(self, query: QueryRequest, now: float) -> tuple[HttpReply, Fault | None]:
         found = {}
+        lagged = False
         for upstream_order_id in query.upstream_order_ids:
             entry = self.ledger.get(upstream_order_id)
-            if entry is not None and entry.charged:
-                found[upstream_order_id] = entry
-        return self.front.query_reply(query, found)
+            if entry is None or not entry.charged:
+                continue
+            if entry.lagging_until is not None and now < entry.lagging_until:
+                lagged = True  # the replica that answers has not seen it yet
+                continue
+            found[upstream_order_id] = entry
+        return self.front.query_reply(query, found), Fault.LAG if lagged else None
 
-    def _submit(self, request: SubmitRequest, knobs: SimulateConfig) -> HttpReply | None:
+    def _submit(self, request: SubmitRequest, knobs: SimulateConfig) -> HttpReply | Silence:
         upstream_order_id = request.upstream_order_id
         existing = self.ledger.get(upstream_order_id)
         if existing is not None:
@@ -176,7 +236,7 @@ class Simulator:
             face_value_cents = self._catalog[request.sku]
         plan = self._plan(knobs, partial_possible=face_value_cents is not None)
         charged = plan.fate is not Fate.REFUSE and (plan.fate is not Fate.HANG or knobs.hang_charges)
-        entry = self._record(request, face_value_cents, charged=charged)
+        entry = self._record(request, face_value_cents, charged=charged, plan=plan)
         if charged:
             self._spawn(self._finish(upstream_order_id, plan))
         match plan.fate:
@@ -184,8 +244,11 @@ class Simulator:
                 return self.front.submit_reply(entry)
             case Fate.REFUSE:
                 return self._rejection(Refusal.REFUSED, upstream_order_id)
-            case Fate.HANG:
-                return None
+            case Fate.HANG | Fate.RESET:
+                return _SILENCES[plan.fate]
+            case Fate.CRASH:
+                self._crash(plan.refuse_for)
+                return Silence.CRASH
             case Fate.ERROR:
                 return INTERNAL_ERROR
             case Fate.GARBAGE:
@@ -193,11 +256,31 @@ class Simulator:
             case _:
                 assert_never(plan.fate)
 
-    def _record(self, request: SubmitRequest, face_value_cents: int | None, *, charged: bool) -> LedgerEntry:
+    def _crash(self, refuse_for: float) -> None:
+        if not self.listeners:
+            self._failures.append(
+                RuntimeError(
+                    "crash_rate needs the simulator served by Simulator.serve(): nothing stopped listening"
+                )
+            )
+        for listener in self.listeners:
+            listener.crash(refuse_for)
+
+    def _record(
+        self,
+        request: SubmitRequest,
+        face_value_cents: int | None,
+        *,
+        charged: bool,
+        plan: _Plan | None = None,
+    ) -> LedgerEntry:
         self._sequence += 1
         cost_cents = None
         if face_value_cents is not None:
             cost_cents = round(face_value_cents * request.quantity * PRICE_RATIO)
+        accepted_at = self._clock.monotonic()
+        # Faults count what happened: an order never charged cannot lag or be called back about.
+        faults = plan.faults if plan is not None and charged else frozenset()
         return self.ledger.add(
             LedgerEntry(
                 upstream_order_id=request.upstream_order_id,
@@ -210,7 +293,11 @@ class Simulator:
                 charged=charged,
                 state=ChargeState.CHARGING if charged else ChargeState.NOT_CHARGED,
                 notify_url=request.notify_url,
-                accepted_at=self._clock.monotonic(),
+                accepted_at=accepted_at,
+                faults=faults,
+                lagging_until=accepted_at + plan.lag_for
+                if plan is not None and Fault.LAG in faults
+                else None,
             )
         )
 
@@ -222,6 +309,8 @@ class Simulator:
             (Fate.HANG, knobs.hang_rate),
             (Fate.ERROR, knobs.error_rate),
             (Fate.GARBAGE, knobs.garbage_rate),
+            (Fate.RESET, knobs.reset_rate),
+            (Fate.CRASH, knobs.crash_rate),
         ):
             edge += rate
             if draw < edge:
@@ -244,6 +333,11 @@ class Simulator:
             callback_copies=copies,
             result_after=knobs.result_after,
             callback_delay=knobs.callback_delay,
+            # Drawn last and only when enabled, so seeds that never use them tell the same stories.
+            lagging=_chance(rng, knobs.lagging_rate),
+            lag_for=knobs.lag_for,
+            forged=_chance(rng, knobs.forged_callback_rate),
+            refuse_for=knobs.refuse_for,
         )
 
     async def _finish(self, upstream_order_id: str, plan: _Plan) -> None:
@@ -256,10 +350,21 @@ class Simulator:
             upstream_order_id, state=plan.final, finished_at=self._clock.now(), delivered_cents=delivered
         )
         url = entry.notify_url or self.callback_url
-        if plan.callback_copies == 0 or url is None:
+        if url is None or (plan.callback_copies == 0 and not plan.forged):
             return
         if plan.callback_delay > 0:
             await asyncio.sleep(plan.callback_delay)
+        if plan.forged:
+            # Ahead of the real report, as an impostor who wants to be believed first would send them.
+            for forged in self.front.forged_callbacks(entry, url):
+                delivery = await self._courier.deliver(
+                    forged,
+                    self.front.acknowledged,
+                    on_attempt=lambda: self._count(upstream_order_id, forged_sent=1),
+                    attempts=1,
+                )
+                if delivery.acknowledged:
+                    self._count(upstream_order_id, forged_acknowledged=1)
         request = self.front.callback(entry, url)
         for _ in range(plan.callback_copies):
             delivery = await self._courier.deliver(
@@ -268,12 +373,22 @@ class Simulator:
             if delivery.acknowledged:
                 self._count(upstream_order_id, acknowledged=1)
 
-    def _count(self, upstream_order_id: str, *, sent: int = 0, acknowledged: int = 0) -> None:
+    def _count(
+        self,
+        upstream_order_id: str,
+        *,
+        sent: int = 0,
+        acknowledged: int = 0,
+        forged_sent: int = 0,
+        forged_acknowledged: int = 0,
+    ) -> None:
         entry = self.ledger[upstream_order_id]
         self.ledger.update(
             upstream_order_id,
             callbacks_sent=entry.callbacks_sent + sent,
             callbacks_acknowledged=entry.callbacks_acknowledged + acknowledged,
+            forged_callbacks_sent=entry.forged_callbacks_sent + forged_sent,
+            forged_callbacks_acknowledged=entry.forged_callbacks_acknowledged + forged_acknowledged,
         )
 
     def _garbage(self, entry: LedgerEntry, kind: int) -> HttpReply:
@@ -318,11 +433,19 @@ class Simulator:
             body=await request.read(),
         )
         answer = await self.respond(incoming)
-        if answer is None:
-            await self._released.wait()
-            # Only reached at shutdown, when whoever sent the request has long given up.
-            raise web.HTTPServiceUnavailable
-        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+        match answer:
+            case HttpReply():
+                return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+            case Silence.HANG:
+                await self._released.wait()
+                # Only reached at shutdown, when whoever sent the request has long given up.
+                raise web.HTTPServiceUnavailable
+            case Silence.RESET | Silence.CRASH:
+                reset(request.transport)  # a crash has reset it already, unless nothing listened
+                # Never written: aiohttp drops a response for a closed connection without a word.
+                return web.Response(status=204)
+            case _:
+                assert_never(answer)
 
     async def _context(self, app: web.Application) -> AsyncIterator[None]:
         await self.start()
@@ -345,6 +468,11 @@ def _operation(reading: Reading) -> Operation:
             return Operation.QUERY
         case Rejection():
             return reading.operation
+
+
+def _chance(rng: random.Random, rate: float) -> bool:
+    """True with probability `rate`; draws nothing when the rate is 0, to keep older seeds' stories."""
+    return rate > 0 and rng.random() < rate
 
 
 def _ids(reading: Reading) -> tuple[str, ...]:

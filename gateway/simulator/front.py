@@ -98,6 +98,14 @@ class Front(Protocol):
         """The signed report of a final entry, addressed to `url`."""
         ...
 
+    def forged_callbacks(self, entry: LedgerEntry, url: str) -> tuple[HttpRequest, ...]:
+        """What an impostor sends about a final `entry`: reports of `entry.opposite()`.
+
+        One signed with a wrong secret, and any the protocol's signature cannot tell from the real
+        thing (juhe's sign leaves the result out).
+        """
+        ...
+
     def acknowledged(self, status: int, body: bytes) -> bool:
         """Whether the gateway's answer to a callback stops the retries."""
         ...
@@ -105,6 +113,11 @@ class Front(Protocol):
 
 FrontFactory = Callable[[Mapping[str, str]], Front]
 """Builds a front from one supplier's credentials; raises `ValueError` naming any missing key."""
+
+
+def guessed(secret: str) -> str:
+    """The secret an impostor signs forged callbacks with: close to the real one, never equal."""
+    return secret + "-guessed"
 
 
 def require_credentials(protocol: str, keys: Sequence[str], credentials: Mapping[str, str]) -> None:

@@ -32,6 +32,7 @@ from gateway.simulator.front import (
     Refusal,
     Rejection,
     SubmitRequest,
+    guessed,
     reply,
     require_credentials,
 )
@@ -159,6 +160,10 @@ class FuluFront:
         return HttpRequest(
             method="POST", url=url, headers={"Content-Type": _JSON}, body=compact_json(fields).encode()
         )
+
+    def forged_callbacks(self, entry: LedgerEntry, url: str) -> tuple[HttpRequest, ...]:
+        impostor = FuluFront({"app_key": self._app_key, "app_secret": guessed(self._secret)})
+        return (impostor.callback(entry.opposite(), url),)
 
     def acknowledged(self, status: int, body: bytes) -> bool:
         return status == 200 and body.strip() == b"success"

@@ -30,6 +30,7 @@ from gateway.simulator.front import (
     Refusal,
     Rejection,
     SubmitRequest,
+    guessed,
     reply,
     require_credentials,
 )
@@ -160,6 +161,16 @@ class JuheFront:
         return HttpRequest(
             method="POST", url=url, headers={"Content-Type": _FORM}, body=urlencode(fields).encode()
         )
+
+    def forged_callbacks(self, entry: LedgerEntry, url: str) -> tuple[HttpRequest, ...]:
+        """A wrongly signed report of the opposite result and, for a delivery, a validly signed
+        failure: juhe's sign covers the ids only, so `sta` flipped under the real sign verifies."""
+        lie = entry.opposite()
+        impostor = JuheFront({"key": guessed(self._key), "openid": self._openid})
+        forged = [impostor.callback(lie, url)]
+        if lie.state is ChargeState.FAILED:
+            forged.append(self.callback(lie, url))
+        return tuple(forged)
 
     def acknowledged(self, status: int, body: bytes) -> bool:
         return status == 200 and body.strip() == b"success"

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from gateway.simulator.faults import Fault
+
 
 class ChargeState(StrEnum):
     NOT_CHARGED = "not_charged"  # refused, or hung without charging: the supplier has no such order
@@ -44,11 +46,22 @@ class LedgerEntry:
     finished_at: float | None = None  # wall clock: callbacks and queries report it
     callbacks_sent: int = 0  # HTTP attempts, retries included
     callbacks_acknowledged: int = 0
+    faults: frozenset[Fault] = frozenset()  # drawn for this submit; none when it was not charged
+    lagging_until: float | None = None  # monotonic: queries say "not found" before it
+    forged_callbacks_sent: int = 0  # forged callbacks posted (each once, never retried)
+    forged_callbacks_acknowledged: int = 0  # of those, how many the gateway acknowledged
 
     @property
     def delivers(self) -> bool:
         """Whether this entry puts value on the account: charged and not (yet) failed."""
         return self.charged and self.state is not ChargeState.FAILED
+
+    def opposite(self) -> LedgerEntry:
+        """This entry as a forger reports it: failed when it delivered (even partly), else delivered."""
+        delivered = self.state in {ChargeState.SUCCEEDED, ChargeState.PARTIAL}
+        return replace(
+            self, state=ChargeState.FAILED if delivered else ChargeState.SUCCEEDED, delivered_cents=None
+        )
 
 
 class Ledger:
@@ -82,6 +95,10 @@ class Ledger:
 
     def charges_for(self, account: str) -> list[LedgerEntry]:
         return [entry for entry in self._entries.values() if entry.charged and entry.account == account]
+
+    def with_fault(self, fault: Fault) -> list[LedgerEntry]:
+        """Entries for whose submit `fault` was drawn."""
+        return [entry for entry in self._entries.values() if fault in entry.faults]
 
     def duplicates(self) -> list[LedgerEntry]:
         """Entries whose id was submitted more than once."""

@@ -35,6 +35,7 @@ from gateway.simulator.front import (
     Refusal,
     Rejection,
     SubmitRequest,
+    guessed,
     reply,
     require_credentials,
 )
@@ -154,6 +155,11 @@ class OfpayFront:
         }
         body = urlencode(fields, encoding="gbk").encode("ascii")
         return HttpRequest(method="POST", url=url, headers={"Content-Type": _FORM}, body=body)
+
+    def forged_callbacks(self, entry: LedgerEntry, url: str) -> tuple[HttpRequest, ...]:
+        # Callbacks are signed without the password: only the key is guessed.
+        impostor = OfpayFront({"userid": self._userid, "password": "-", "keystr": guessed(self._keystr)})
+        return (impostor.callback(entry.opposite(), url),)
 
     def acknowledged(self, status: int, body: bytes) -> bool:
         return status == 200 and body.strip() == b"success"

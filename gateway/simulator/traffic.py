@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+from gateway.simulator.faults import Fault
+
 
 class Operation(StrEnum):
     SUBMIT = "submit"
@@ -21,6 +23,9 @@ class Operation(StrEnum):
 class LoggedRequest:
     at: float  # monotonic seconds
     operation: Operation
+    # RESET or CRASH: a submit answered by a reset; LAG: a query that said "not found" for an order
+    # it had charged (at least one of those it named), because of the lag.
+    fault: Fault | None = None
 
 
 class RequestLog:
@@ -34,11 +39,18 @@ class RequestLog:
     def __init__(self, capacity: int = 1_000_000) -> None:
         self._requests: deque[LoggedRequest] = deque(maxlen=capacity)
 
-    def record(self, at: float, operation: Operation) -> None:
-        self._requests.append(LoggedRequest(at=at, operation=operation))
+    def record(self, at: float, operation: Operation, fault: Fault | None = None) -> None:
+        self._requests.append(LoggedRequest(at=at, operation=operation, fault=fault))
 
-    def requests(self, operation: Operation | None = None) -> list[LoggedRequest]:
-        return [r for r in self._requests if operation is None or r.operation is operation]
+    def requests(
+        self, operation: Operation | None = None, *, fault: Fault | None = None
+    ) -> list[LoggedRequest]:
+        """The requests of `operation` (all when None), only those that met `fault` when given."""
+        return [
+            r
+            for r in self._requests
+            if (operation is None or r.operation is operation) and (fault is None or r.fault is fault)
+        ]
 
     def __len__(self) -> int:
         return len(self._requests)

@@ -32,6 +32,14 @@ def test_not_amounts(value: str | int | float) -> None:
         parse_cents(value)
 
 
+@pytest.mark.parametrize("value", ["４９.３０", "49.３0", "٤٩.٣٠", "𝟒𝟗.30", "४९"])
+def test_only_ascii_digits_are_amounts(value: str) -> None:
+    # `\d` and int() read these as 49.30; no supplier writes prices in them, and a forger might.
+    with pytest.raises(ValueError, match="not an amount"):
+        parse_cents(value)
+    assert optional_cents(value) is None
+
+
 @pytest.mark.parametrize(
     ("value", "cents"),
     [("49.30", 4930), (49.3, 4930), (50, 5000), ("49.301", None), (True, None), (None, None), ({}, None)],

@@ -19,6 +19,7 @@ from adapters.interface import (
     HttpResponse,
     InboundCallback,
     InvalidSettings,
+    MalformedMessage,
     Verdict,
 )
 from tests.adapters.cases import Fixtures
@@ -337,3 +338,31 @@ def refusal(code: int) -> HttpReply:
 
 def test_acknowledge() -> None:
     assert adapter().acknowledge() == HttpResponse(status=200, content_type="text/plain", body=b"success")
+
+
+def test_a_signature_is_ascii_hex_before_any_case_mapping() -> None:
+    # "ﬀ".upper() is "FF": a sign holding the ligature where the real one has "FF" used to verify.
+    fields = form_fields(FIXTURES.callback("callback-success.http").body)
+    for remark in (f"充值成功{n}" for n in range(1000)):
+        fields = {**fields, "remark": remark}
+        fields["sign"] = sign(fields, "demo-apikey")
+        if "FF" in fields["sign"]:
+            break
+    assert adapter().parse_callback(callback(fields)).verdict is Verdict.SUCCEEDED
+    ligature = {**fields, "sign": fields["sign"].replace("FF", "ﬀ", 1)}
+    with pytest.raises(BadSignature):
+        adapter().parse_callback(callback(ligature))
+
+
+@pytest.mark.parametrize("amount", ["２０.００", "٢٠.٠٠", "2０.00"])
+def test_a_partial_amount_in_other_digits_is_malformed(amount: str) -> None:
+    fields = form_fields(FIXTURES.callback("callback-partial.http").body) | {"charge_amount": amount}
+    fields["sign"] = sign(fields, "demo-apikey")
+    with pytest.raises(MalformedMessage, match="charge_amount"):
+        adapter().parse_callback(callback(fields))
+
+
+def callback(fields: Mapping[str, str]) -> InboundCallback:
+    return InboundCallback(
+        method="POST", query={}, content_type="application/x-www-form-urlencoded", body=encode_form(fields)
+    )

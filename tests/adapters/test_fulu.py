@@ -19,6 +19,7 @@ from adapters.interface import (
     HttpResponse,
     InboundCallback,
     InvalidSettings,
+    MalformedMessage,
     Verdict,
 )
 from tests.adapters.cases import Fixtures
@@ -293,3 +294,110 @@ def test_a_non_ascii_signature_is_refused_not_a_crash() -> None:
         status=200, headers={}, body=json.dumps({"code": 0, "result": "{}", "sign": "签名"}).encode()
     )
     assert adapter.parse_submit("G01J8Z3Q7K2M4N6P8R0T2V4X6Z01", reply).verdict is Verdict.UNKNOWN
+
+
+# Callbacks hold the listed keys only, each a string (issue 8)
+#
+# fulu signs the sorted characters of the JSON, so moving characters around keeps the signature.
+# With unknown keys accepted, a signed "failed" callback could be rearranged into a "success".
+
+
+def _callback_fields(name: str) -> dict[str, str]:
+    fields: dict[str, str] = json.loads(FIXTURES.load(name)[2])
+    return fields
+
+
+def _post(fields: Mapping[str, object]) -> InboundCallback:
+    return InboundCallback(
+        method="POST", query={}, content_type="application/json", body=fulu.compact_json(fields).encode()
+    )
+
+
+def _without(text: str, letters: str) -> str:
+    for letter in letters:
+        text = text.replace(letter, "", 1)
+    return text
+
+
+def test_a_failed_callback_rearranged_into_a_success_still_verifies_but_is_refused() -> None:
+    failed = _callback_fields("callback-failed.http")
+    # "failed" -> "success" takes s, s, s, u, c, c from three optional keys and leaves f, a, i, l, d
+    # in one of them: the renamed keys are unknown to fulu.md, and nothing else changes.
+    moved = {
+        "recharge_description": ("ccs", "faild"),
+        "operator_serial_number": ("su", ""),
+        "charge_finish_time": ("s", ""),
+    }
+    forged: dict[str, str] = {}
+    for key, value in failed.items():
+        taken, given = moved.get(key, ("", ""))
+        forged[_without(key, taken) + given] = value
+    forged["order_status"] = "success"
+    signed = {key: value for key, value in failed.items() if key != "sign"}
+    unsigned = {key: value for key, value in forged.items() if key != "sign"}
+    assert sorted(fulu.compact_json(unsigned)) == sorted(fulu.compact_json(signed))
+    assert sign(forged, "demo-app-secret") == failed["sign"]  # the forgery verifies
+
+    with pytest.raises(MalformedMessage, match=r"not in fulu\.md"):
+        adapter().parse_callback(_post(forged))
+
+
+def test_a_signed_callback_with_an_extra_key_is_refused() -> None:
+    fields = _callback_fields("callback-success-direct.http")
+    fields["refund"] = "1"
+    fields["sign"] = sign(fields, "demo-app-secret")
+    with pytest.raises(MalformedMessage, match="refund"):
+        adapter().parse_callback(_post(fields))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("buy_num", 1),
+        ("price", 49.3),
+        ("product_id", 18221081),
+        ("order_id", None),
+        ("operator_serial_number", ["OP123"]),
+        ("recharge_description", {"text": "充值成功"}),
+        ("order_status", True),
+        ("customer_order_no", 1),
+    ],
+)
+def test_a_signed_callback_field_of_another_type_is_refused(key: str, value: object) -> None:
+    fields: dict[str, object] = dict(_callback_fields("callback-success-direct.http"))
+    fields[key] = value
+    fields["sign"] = sign(fields, "demo-app-secret")
+    with pytest.raises(MalformedMessage, match=key):
+        adapter().parse_callback(_post(fields))
+
+
+def test_a_callback_repeating_a_key_is_refused() -> None:
+    # The last copy wins when parsed and only it is signed: the first is free text nobody signed.
+    _, _, body = FIXTURES.load("callback-success-direct.http")
+    repeated = b'{"order_status":"failed",' + body[1:]
+    with pytest.raises(MalformedMessage, match="repeat"):
+        adapter().parse_callback(
+            InboundCallback(method="POST", query={}, content_type="application/json", body=repeated)
+        )
+
+
+def test_every_documented_callback_key_is_accepted() -> None:
+    fields = _callback_fields("callback-success-direct.http")
+    assert set(fields) == set(fulu.CALLBACK_FIELDS)
+    reply = adapter().parse_callback(_post(fields))
+    assert reply.verdict is Verdict.SUCCEEDED
+
+
+@pytest.mark.parametrize("code", ["３００４", "²", "٣٠٠٤", "9" * 5000, "3004 ", "+3004"])
+def test_a_code_string_of_anything_but_ascii_digits_is_unknown(code: str) -> None:
+    # "３００４" used to read as 3004 (not executed: failover after a charge); "²" and 5000 digits
+    # passed str.isdigit and then crashed int().
+    body = fulu.compact_json({"code": code, "message": "x", "result": "", "sign": ""}).encode()
+    reply = HttpReply(status=200, headers={}, body=body)
+    assert adapter().parse_submit(ORDER_ID, reply).verdict is Verdict.UNKNOWN
+    assert adapter().parse_query([ORDER_ID], reply)[ORDER_ID].verdict is Verdict.UNKNOWN
+
+
+def test_a_code_string_of_ascii_digits_is_read() -> None:
+    body = fulu.compact_json({"code": "-3004", "message": "x", "result": "", "sign": ""}).encode()
+    assert adapter().parse_submit(ORDER_ID, HttpReply(status=200, headers={}, body=body)).code == "-3004"

@@ -101,7 +101,9 @@ async def test_a_supplier_that_never_listened_is_not_executed(gateway: Gateway) 
         port = probe.getsockname()[1]
     deployment = await gateway(
         {
-            "down": SupplierSpec(url=f"http://127.0.0.1:{port}", protocol="juhe", credentials=JUHE_CREDENTIALS),
+            "down": SupplierSpec(
+                url=f"http://127.0.0.1:{port}", protocol="juhe", credentials=JUHE_CREDENTIALS
+            ),
             "healthy": SupplierSpec(),
         },
         offers=[

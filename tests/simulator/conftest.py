@@ -6,6 +6,7 @@ A test module names its protocol by overriding the `protocol` fixture (or parame
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -16,7 +17,6 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from adapters.interface import (
     AccountKind,
@@ -33,11 +33,41 @@ from adapters.interface import (
 from adapters.registry import adapter_factory
 from gateway.clock import Clock
 from gateway.config.model import SimulateConfig
-from gateway.simulator import Simulator, build_simulator
+from gateway.simulator import Listener, Simulator, build_simulator
 from gateway.simulator.front import Front
 from gateway.simulator.registry import front_factory
 
 PHONE: Final = "13800138000"
+
+
+class ConnectionLost(aiohttp.ClientConnectionError):
+    """A reset or disconnect as the test client saw it, without aiohttp's silent second send."""
+
+
+async def no_resend(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """aiohttp re-sends a GET once after a reset (juhe and ofpay submit by GET), which would hide
+    the reset from a test and submit the order twice; this ends the request with the reset instead."""
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise  # a refused connect is never re-sent, and keeps its type
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as error:
+        raise ConnectionLost(str(error)) from error
+
+
+def is_reset(error: object) -> bool:
+    """A connection reset by the peer (RST), not a clean close, as the test client reports it."""
+    cause = error.__cause__ if isinstance(error, ConnectionLost) else None
+    return isinstance(cause, aiohttp.ClientOSError) and cause.errno == errno.ECONNRESET
+
+
+def is_refused(error: object) -> bool:
+    """A connect that found no listener."""
+    return isinstance(error, aiohttp.ClientConnectorError) and error.os_error.errno == errno.ECONNREFUSED
+
+
 QUICK: Final[Mapping[str, Any]] = {"latency": 0.0, "result_after": 0.005, "success_rate": 1.0, "seed": 7}
 
 
@@ -123,14 +153,14 @@ class Supplier:
     gateway: GatewayStub
     callback_url: str
     session: aiohttp.ClientSession
-    server: TestServer
+    listener: Listener
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def new_id(self) -> str:
         return f"G{next(self.ids):027d}01"
 
     def url(self, path: str, **params: str) -> str:
-        url = str(self.server.make_url(path))
+        url = self.listener.url + path
         return f"{url}?{urlencode(params)}" if params else url
 
     def adapter_with(self, credentials: Mapping[str, str]) -> SupplierAdapter:
@@ -191,9 +221,11 @@ async def make_supplier(aiohttp_server: Any, protocol: SimulatedProtocol) -> Asy
     """Builds suppliers of `protocol`: knobs by keyword over `QUICK`.
 
     `credentials` replace the protocol's everywhere; `gateway_credentials` only the stub gateway's,
-    which then refuses the simulator's callbacks.
+    which then refuses the simulator's callbacks. The simulator listens through `Simulator.serve`,
+    as the gateway's own farm serves it, so a crash can stop it listening.
     """
     sessions: list[aiohttp.ClientSession] = []
+    listeners: list[Listener] = []
 
     async def make(
         *,
@@ -226,19 +258,22 @@ async def make_supplier(aiohttp_server: Any, protocol: SimulatedProtocol) -> Asy
             callback_attempts=callback_attempts,
             callback_retry_seconds=0.01,
         )
-        server = await aiohttp_server(simulator.app)
-        session = aiohttp.ClientSession()
+        listener = await simulator.serve("127.0.0.1")
+        listeners.append(listener)
+        session = aiohttp.ClientSession(middlewares=(no_resend,))
         sessions.append(session)
         return Supplier(
             protocol=protocol,
             simulator=simulator,
-            adapter=protocol.adapter(str(server.make_url("")), credentials),
+            adapter=protocol.adapter(listener.url, credentials),
             gateway=stub,
             callback_url=callback_url,
             session=session,
-            server=server,
+            listener=listener,
         )
 
     yield make
     for session in sessions:
         await session.close()
+    for listener in listeners:
+        await listener.close()

@@ -131,7 +131,7 @@ async def test_hung_submit_is_never_answered(make_supplier: MakeSupplier, hang_c
     expected = Verdict.SUCCEEDED if hang_charges else Verdict.NOT_FOUND
     assert (await supplier.query(order_id)).verdict is expected
     async with asyncio.timeout(2):
-        await supplier.server.close()  # the hung request is let go rather than awaited
+        await supplier.listener.close()  # the hung request is let go rather than awaited
 
 
 @every_protocol

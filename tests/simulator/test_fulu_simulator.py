@@ -111,7 +111,7 @@ async def test_unreadable_business_fields_are_refused_with_2001(
     supplier = await make_supplier()
     params = {"app_key": "demo-app-key", "method": "fulu.order.mobile.add", "biz_content": biz}
     body = compact_json({**params, "sign": sign(params, "demo-app-secret")}).encode()
-    url = str(supplier.server.make_url("/api/getway"))
+    url = supplier.url("/api/getway")
 
     reply = await supplier.send(HttpRequest(method="POST", url=url, body=body))
 
@@ -222,7 +222,7 @@ async def test_closing_the_server_cancels_pending_work(make_supplier: MakeSuppli
         await supplier.submit()
 
     async with asyncio.timeout(2):
-        await supplier.server.close()
+        await supplier.listener.close()
 
     assert {entry.state for entry in supplier.simulator.ledger.entries()} == {ChargeState.CHARGING}
     async with asyncio.timeout(1):

@@ -253,7 +253,7 @@ async def test_unreadable_queries_are_refused_with_10001(
     make_supplier: MakeSupplier, query_string: str
 ) -> None:
     supplier = await make_supplier()
-    url = str(supplier.server.make_url("/ofpay/mobile/ordersta")) + "?" + query_string
+    url = supplier.url("/ofpay/mobile/ordersta") + "?" + query_string
 
     reply = await supplier.send(HttpRequest(method="GET", url=url))
 

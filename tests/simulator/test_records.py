@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.simulator import ChargeState, Ledger, LedgerEntry, Operation, RequestLog
+from gateway.simulator import ChargeState, Fault, Ledger, LedgerEntry, Operation, RequestLog
 
 
 def entry(upstream_order_id: str, account: str = "13800138000", **changes: object) -> LedgerEntry:
@@ -93,3 +93,36 @@ def test_max_in_window_per_operation_and_capacity() -> None:
     assert len(log) == 3
     assert log.max_in_window(1.0, Operation.QUERY) == 2
     assert log.max_in_window(1.0, Operation.SUBMIT) == 1
+
+
+def test_faults_are_counted_per_entry_and_per_request() -> None:
+    ledger = Ledger()
+    ledger.add(entry("A", faults=frozenset({Fault.RESET, Fault.LAG})))
+    ledger.add(entry("B", faults=frozenset({Fault.LAG})))
+    ledger.add(entry("C"))
+    assert [e.upstream_order_id for e in ledger.with_fault(Fault.LAG)] == ["A", "B"]
+    assert [e.upstream_order_id for e in ledger.with_fault(Fault.RESET)] == ["A"]
+    assert ledger.with_fault(Fault.CRASH) == []
+
+    log = RequestLog()
+    log.record(0.0, Operation.SUBMIT, Fault.RESET)
+    log.record(0.1, Operation.QUERY, Fault.LAG)
+    log.record(0.2, Operation.QUERY)
+    assert [r.at for r in log.requests(fault=Fault.LAG)] == [0.1]
+    assert [r.at for r in log.requests(Operation.QUERY)] == [0.1, 0.2]
+    assert log.requests(Operation.SUBMIT, fault=Fault.LAG) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "opposite"),
+    [
+        (ChargeState.SUCCEEDED, ChargeState.FAILED),
+        (ChargeState.PARTIAL, ChargeState.FAILED),
+        (ChargeState.FAILED, ChargeState.SUCCEEDED),
+    ],
+)
+def test_the_opposite_of_an_entry_is_what_a_forger_claims(state: ChargeState, opposite: ChargeState) -> None:
+    original = entry("A", state=state, delivered_cents=2500)
+    assert original.opposite().state is opposite
+    assert original.opposite().delivered_cents is None
+    assert original.opposite().upstream_order_id == "A"
