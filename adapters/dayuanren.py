@@ -121,6 +121,7 @@ class DayuanrenAdapter:
 
     protocol: ClassVar[str] = "dayuanren"
     credential_keys: ClassVar[tuple[str, ...]] = ("userid", "apikey")
+    callback_signs_result: ClassVar[bool] = True
     max_query_batch: ClassVar[int] = MAX_QUERY_BATCH
 
     __slots__ = ("_apikey", "_codes", "_query_url", "_sign_suffix", "_submit_url", "_userid", "_userid_form")

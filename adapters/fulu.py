@@ -141,6 +141,7 @@ class FuluAdapter:
 
     protocol: ClassVar[str] = "fulu"
     credential_keys: ClassVar[tuple[str, ...]] = ("app_key", "app_secret")
+    callback_signs_result: ClassVar[bool] = True
     max_query_batch: ClassVar[int] = 1
 
     __slots__ = ("_envelope", "_query_codes", "_secret", "_submit_codes", "_url")

@@ -184,6 +184,10 @@ class SupplierAdapter(Protocol):
     protocol: ClassVar[str]
     credential_keys: ClassVar[tuple[str, ...]]
     max_query_batch: ClassVar[int]  # how many upstream ids one query may carry
+    # Whether a callback's signature covers the result it reports. When it does not (juhe signs
+    # only the ids), any callback can be replayed with its status changed, and the gateway
+    # believes none of its results until a query agrees.
+    callback_signs_result: ClassVar[bool]
 
     def build_submit(self, charge: Charge) -> HttpRequest: ...
 

@@ -100,6 +100,8 @@ class JuheAdapter:
 
     protocol: ClassVar[str] = "juhe"
     credential_keys: ClassVar[tuple[str, ...]] = ("key", "openid")
+    # sign = md5(key + sporder_id + orderid): `sta` and `err_msg` are not in it.
+    callback_signs_result: ClassVar[bool] = False
     max_query_batch: ClassVar[int] = 1
 
     __slots__ = (

@@ -132,6 +132,7 @@ class OfpayAdapter:
 
     protocol: ClassVar[str] = "ofpay"
     credential_keys: ClassVar[tuple[str, ...]] = ("userid", "password", "keystr")
+    callback_signs_result: ClassVar[bool] = True
     max_query_batch: ClassVar[int] = 1
 
     __slots__ = (

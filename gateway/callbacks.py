@@ -53,7 +53,9 @@ async def supplier_callback(request: web.Request) -> web.Response:
         log.warning("callback_refused", supplier=name, why="malformed", error=str(exc))
         raise InvalidRequest(f"unreadable callback: {exc}") from None
 
-    result = await runtime.orders.report(name, reply, source=Source.CALLBACK)
+    # A result the signature does not cover is only a claim: a query confirms it first.
+    source = Source.CALLBACK if supplier.adapter.callback_signs_result else Source.UNSIGNED_CALLBACK
+    result = await runtime.orders.report(name, reply, source=source)
     counters[result].inc()
     log.info(
         "callback_received",

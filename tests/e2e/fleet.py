@@ -64,10 +64,9 @@ async def start_supplier(
         callback_retry_seconds=callback_retry_seconds,
         callback_timeout_seconds=1.0,
     )
-    server = TestServer(simulator.app, host="127.0.0.1")
-    await server.start_server()
-    cleanups.append(server.close)
-    return simulator, str(server.make_url("")).rstrip("/")
+    listener = await simulator.serve("127.0.0.1")
+    cleanups.append(listener.close)
+    return simulator, listener.url
 
 
 def restartable_port() -> int:

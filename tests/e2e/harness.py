@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer, get_port_socket
 
 from gateway.app import create_app
 from gateway.auth import notification_signature, request_signature
-from gateway.clock import ShiftedClock
+from gateway.clock import Clock, ShiftedClock
 from gateway.config.loader import parse_config
 from gateway.config.model import GatewayConfig, SimulateConfig
 from gateway.runtime import RUNTIME, Runtime
@@ -175,8 +175,14 @@ Gateway = Callable[..., Awaitable[Deployment]]
 
 
 async def start_simulator(
-    name: str, spec: SupplierSpec, gateway_port: int, cleanups: list[Callable[[], Awaitable[None]]]
+    name: str,
+    spec: SupplierSpec,
+    gateway_port: int,
+    cleanups: list[Callable[[], Awaitable[None]]],
+    clock: Clock | None = None,
 ) -> tuple[Simulator, str]:
+    """A simulator on its own listener (a crash can stop it), on the gateway's clock when given one:
+    windows such as `lag_for` then move with the test's clock jumps, as the gateway's do."""
     knobs = SimulateConfig(**{"latency": 0.0, "result_after": 0.02, "success_rate": 1.0, **spec.knobs})
     simulator = build_simulator(
         spec.protocol,
@@ -184,11 +190,11 @@ async def start_simulator(
         knobs=knobs,
         callback_url=f"http://127.0.0.1:{gateway_port}/callbacks/{name}",
         callback_retry_seconds=0.05,
+        clock=clock,
     )
-    server = TestServer(simulator.app, host="127.0.0.1")
-    await server.start_server()
-    cleanups.append(server.close)
-    return simulator, str(server.make_url("")).rstrip("/")
+    listener = await simulator.serve("127.0.0.1")
+    cleanups.append(listener.close)
+    return simulator, listener.url
 
 
 async def deploy(
@@ -210,7 +216,7 @@ async def deploy(
     specs: dict[str, SupplierSpec] = {}
     for name, spec in suppliers.items():
         if spec.url is None:
-            simulator, url = await start_simulator(name, spec, port, cleanups)
+            simulator, url = await start_simulator(name, spec, port, cleanups, clock)
             simulators[name] = simulator
             specs[name] = replace(spec, url=url)
         else:

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import ClientSession
 
 from adapters.fulu import sign
+from gateway.simulator.faults import Fault
 from tests.e2e.harness import FULU_CREDENTIALS, Deployment, Gateway, SupplierSpec
 
 
@@ -117,3 +118,31 @@ async def test_callback_for_an_unknown_supplier_is_404(gateway: Gateway) -> None
     d, upstream_id = await open_order(gateway)
     status, _ = await post_callback(d, "nobody", callback_body(upstream_id))
     assert status == 404
+
+
+async def test_a_validly_signed_forged_failure_never_fails_an_order_over(gateway: Gateway) -> None:
+    """juhe signs only the ids: a real callback replayed with sta=9 verifies. It must not fail over."""
+    d = await gateway(
+        {
+            "juhe": SupplierSpec(
+                protocol="juhe",
+                credentials={"key": "forge-test-key", "openid": "forge-test-openid"},
+                knobs={"forged_callback_rate": 1.0, "result_after": 0.05},
+            ),
+            "spare": SupplierSpec(),
+        },
+        offers=[
+            {"supplier": "juhe", "sku": "50", "cost": "49.25", "priority": 1},
+            {"supplier": "spare", "sku": "18221081", "cost": "49.30", "priority": 2},
+        ],
+    )
+    for number in range(5):
+        _, placed = await d.shop.place(order_id=f"FORGED-{number}", wait_seconds=0)
+        order = await d.shop.wait_for(placed["order_id"], lambda o: o["status"] != "processing")
+        assert order["status"] == "succeeded", order
+        assert [(a["supplier"], a["outcome"]) for a in order["attempts"]] == [("juhe", "succeeded")]
+    juhe = d.simulators["juhe"]
+    forged = juhe.ledger.with_fault(Fault.FORGED_CALLBACK)
+    assert len(forged) == 5
+    assert all(entry.forged_callbacks_sent >= 2 for entry in forged)  # a bad signature and a valid one
+    assert len(d.simulators["spare"].ledger) == 0  # never a second charge

@@ -128,7 +128,9 @@ async def test_a_throttling_supplier_is_paused_not_hammered(gateway: Gateway) ->
     juhe = SupplierSpec(
         protocol="juhe",
         credentials={"key": "demo-key", "openid": "demo-openid"},
-        knobs={"max_requests_per_second": 1.0},
+        # Two a second: the first order's submit and the query that confirms its callback (juhe
+        # does not sign a callback's result), then the next submit is throttled.
+        knobs={"max_requests_per_second": 2.0},
     )
     offers = [
         {"supplier": "juhe", "sku": "50", "cost": "49.25", "priority": 1},
@@ -143,7 +145,8 @@ async def test_a_throttling_supplier_is_paused_not_hammered(gateway: Gateway) ->
     assert served[0] == [("juhe", "succeeded")]
     assert served[1] == [("juhe", "not_executed"), ("spare", "succeeded")]  # 10012: throttled
     assert served[2:] == [[("spare", "succeeded")]] * 2  # paused: not asked again for now
-    assert len(d.simulators["juhe"].requests) == 2
+    # The first order's submit and its confirming query, then the throttled submit: no more.
+    assert len(d.simulators["juhe"].requests) == 3
 
 
 async def test_a_saturated_supplier_is_skipped(gateway: Gateway) -> None:
