@@ -203,6 +203,7 @@ class NotificationSink:
 
     secret: bytes = SECRET.encode()
     received: dict[str, list[Notice]] = field(default_factory=lambda: defaultdict(list))
+    bodies: list[bytes] = field(default_factory=list)  # every POST as sent, for what shops may read
     server: TestServer | None = None
 
     async def start(self) -> str:
@@ -221,6 +222,7 @@ class NotificationSink:
         expected = notification_signature(self.secret, request.headers.get("X-Gateway-Timestamp", ""), body)
         signed = hmac.compare_digest(expected, request.headers.get("X-Gateway-Signature", ""))
         doc = orjson.loads(body)
+        self.bodies.append(body)
         self.received[doc["order_id"]].append(Notice(status=doc["status"], signed=signed))
         return web.Response(text="ok")
 
@@ -374,6 +376,12 @@ def _audit_order(
                     problems.append(
                         f"delivered_value {order['delivered_value']}, ledger {format_money(value)}"
                     )
+                # What the gateway shows as the supplier's id and price is what the supplier kept.
+                known_id = order["supplier_order_id"]
+                if known_id is not None and known_id != entry.supplier_order_id:
+                    problems.append(f"supplier_order_id {known_id}, ledger {entry.supplier_order_id}")
+                if entry.cost_cents is not None and order["cost"] != format_money(entry.cost_cents):
+                    problems.append(f"cost {order['cost']}, ledger {format_money(entry.cost_cents)}")
         case "failed":
             if delivered:
                 problems.append(f"failed, but the ledgers hold {_states(delivered)}")

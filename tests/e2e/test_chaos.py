@@ -1,11 +1,17 @@
 """Chaos: a few hundred orders across all four simulated suppliers, each misbehaving in its own way.
 
 Hangs that charge and hangs that do not, 5xx and garbage after charging, refusals, lost, duplicate
-and late callbacks, partial deliveries; a reconciler sweeping all along. Once everything has
-settled (the clock moved past `reconcile_after` and `not_found_grace` only while nothing is in
-flight), every order is audited against the suppliers' ledgers: no account charged twice, each
-`succeeded` or `partial` order charged exactly once where it says, each `failed` one not at all,
-and nothing left processing unless sent to manual review.
+and late callbacks, partial deliveries; connections reset after charging, suppliers that crash
+after charging and refuse connections for a while, replicas that say "not found" for orders they
+hold, forged callbacks (badly signed, and for juhe validly signed with the status flipped),
+throttling; a reconciler sweeping all along. Every fault drawn is checked to have happened.
+
+Once everything has settled (the clock moved past `reconcile_after` and `not_found_grace` only
+while nothing is in flight), every order is audited against the suppliers' ledgers: no account
+charged twice, each `succeeded` or `partial` order charged exactly once where it says (with the
+supplier's id and price), each `failed` one not at all, and nothing left processing unless sent
+to manual review, which only a few may be. Nothing a shop can read, and no log line, holds a
+supplier credential, a signed query string or a supplier's host and port.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.order import Reason
+from gateway.simulator.faults import Fault
 from tests.e2e.fleet import FINAL, NotificationSink, audit, place_until_answered, read_orders, seeds, tally
 from tests.e2e.harness import Deployment, Gateway, SupplierSpec
 from tests.e2e.test_protocols import PROTOCOLS, offers
@@ -39,6 +48,10 @@ KNOBS: Final[dict[str, dict[str, Any]]] = {
         "callback_drop_rate": 0.25,
         "callback_duplicate_rate": 0.2,
         "callback_delay": 0.1,
+        "reset_rate": 0.04,
+        "lagging_rate": 0.15,
+        "lag_for": 3.0,  # below not_found_grace, on the gateway's clock: the one lie the rule allows for
+        "forged_callback_rate": 0.1,
     },
     "ofpay": {
         "latency": 0.02,
@@ -52,6 +65,9 @@ KNOBS: Final[dict[str, dict[str, Any]]] = {
         "callback_drop_rate": 0.2,
         "callback_duplicate_rate": 0.25,
         "callback_delay": 0.3,
+        "reset_rate": 0.05,
+        "crash_rate": 0.01,
+        "refuse_for": 0.3,
     },
     "juhe": {
         "latency": 0.01,
@@ -65,6 +81,9 @@ KNOBS: Final[dict[str, dict[str, Any]]] = {
         "callback_drop_rate": 0.3,
         "callback_duplicate_rate": 0.2,
         "callback_delay": 0.05,
+        "reset_rate": 0.04,
+        "forged_callback_rate": 0.2,  # validly signed failures of successes: only a query may decide
+        "max_requests_per_second": 150.0,
     },
     "dayuanren": {
         "latency": 0.02,
@@ -79,8 +98,23 @@ KNOBS: Final[dict[str, dict[str, Any]]] = {
         "callback_drop_rate": 0.2,
         "callback_duplicate_rate": 0.3,
         "callback_delay": 0.2,
+        "crash_rate": 0.01,
+        "refuse_for": 0.3,
+        "lagging_rate": 0.2,
+        "lag_for": 3.0,
+        "forged_callback_rate": 0.1,
     },
 }
+# Every fault some supplier draws above, and the rate knob that draws it.
+FAULT_KNOBS: Final = {
+    Fault.RESET: "reset_rate",
+    Fault.CRASH: "crash_rate",
+    Fault.LAG: "lagging_rate",
+    Fault.FORGED_CALLBACK: "forged_callback_rate",
+}
+# Orders an operator must look at: only those whose supplier crashed or reset before answering
+# and then could not be asked in time; a handful at most.
+MAX_MANUAL_REVIEW_SHARE: Final = 0.03
 ORDER_SETTINGS: Final = {"max_attempts": 2, "reconcile_after": "2s", "not_found_grace": "5s"}
 # Moving the clock this far makes every open attempt due for a query and every "not found" final.
 ADVANCE_SECONDS: Final = 6.0
@@ -132,6 +166,7 @@ async def _sweeping(d: Deployment, every: float = 0.1) -> AsyncIterator[None]:
 async def test_chaos_never_charges_twice_and_settles_every_order(gateway: Gateway, seed: int) -> None:
     sink = NotificationSink()
     notify_url = await sink.start()
+    stack = contextlib.ExitStack()
     try:
         d = await gateway(
             {
@@ -151,6 +186,7 @@ async def test_chaos_never_charges_twice_and_settles_every_order(gateway: Gatewa
         )
         accepted: dict[str, dict[str, Any]] = {}
         slots = asyncio.Semaphore(CONCURRENCY)
+        logs = stack.enter_context(capture_logs())
 
         async def place(number: int) -> None:
             order: dict[str, Any] = {
@@ -197,11 +233,41 @@ async def test_chaos_never_charges_twice_and_settles_every_order(gateway: Gatewa
             "failovers": sum(len(o["attempts"]) > 1 for o in orders.values() if o is not None),
             "callbacks": sum(e.callbacks_sent for s in d.simulators.values() for e in s.ledger.entries()),
         }
+        drawn = {
+            fault: sum(len(s.ledger.with_fault(fault)) for s in d.simulators.values())
+            for fault in FAULT_KNOBS
+        }
         report = (
             f"seed {seed}: {len(accepted)} orders in {time.monotonic() - started:.1f}s,"
-            f" {len(attempts)} attempts, {faults}, outcomes {tally(orders)}"
+            f" {len(attempts)} attempts, {faults}, faults {dict(drawn)}, outcomes {tally(orders)}"
         )
         print(report)
         assert problems == [], f"{report}\n" + "\n".join(problems[:50])
+        # The faults really happened, or the run proved less than it claims.
+        assert all(count > 0 for count in drawn.values()), report
+        forged = sum(e.forged_callbacks_sent for s in d.simulators.values() for e in s.ledger.entries())
+        assert forged > 0, report
+        reviews = sum(1 for o in orders.values() if o is not None and o["reason"] == "manual_review")
+        assert reviews <= MAX_MANUAL_REVIEW_SHARE * len(accepted), report
+        # Nothing secret reached a shop or a log line: no supplier credential, no signed query string.
+        stack.close()
+        shop_visible = [orjson.dumps(o) for o in (*accepted.values(), *orders.values()) if o is not None]
+        shop_visible += sink.bodies
+        logged = [repr(entry).encode() for entry in logs]
+        secrets = [
+            value.encode()
+            for name in KNOBS
+            for value in PROTOCOLS[name]["credentials"].values()
+            if len(value) >= 6  # ids such as userid 10001 are not secrets, and would match by chance
+        ]
+        for text in (*shop_visible, *logged):
+            leaked = [s for s in (*secrets, b"sign=", b"userpws=", b"key=") if s in text]
+            assert not leaked, f"{leaked} in {text[:300]!r}"
+        ports = [
+            listener.url.rsplit(":", 1)[1].encode() for s in d.simulators.values() for listener in s.listeners
+        ]
+        for body in shop_visible:
+            assert not any(b"127.0.0.1:" + port in body for port in ports), body[:300]
     finally:
+        stack.close()
         await sink.close()
