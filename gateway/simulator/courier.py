@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from adapters.interface import HttpRequest
+from gateway.simulator.front import HttpRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

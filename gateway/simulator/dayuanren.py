@@ -1,6 +1,7 @@
 """The dayuanren protocol from the supplier's side: reads its requests, writes its replies and callbacks.
 
-Decides nothing (the engine does) and signs only through `adapters.dayuanren`, so both sides agree.
+Decides nothing (the engine does). Verifies and signs with its own code (`signatures.dayuanren`),
+written from dayuanren.md as a supplier would: nothing here comes from `adapters`.
 """
 
 from __future__ import annotations
@@ -9,23 +10,15 @@ import hmac
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
+from urllib.parse import urlencode
 
 import orjson
 
-from adapters.amounts import parse_cents, yuan_text
-from adapters.dayuanren import (
-    FORM_CONTENT_TYPE,
-    MAX_QUERY_BATCH,
-    QUERY_PATH,
-    SUBMIT_PATH,
-    DayuanrenAdapter,
-    decode_form,
-    encode_form,
-    sign,
-)
-from adapters.interface import HttpReply, HttpRequest
+from gateway.simulator.forms import read_form
 from gateway.simulator.front import (
     TOO_MANY_REQUESTS,
+    HttpReply,
+    HttpRequest,
     Incoming,
     QueryRequest,
     Reading,
@@ -37,8 +30,18 @@ from gateway.simulator.front import (
     require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
+from gateway.simulator.money import read_yuan, yuan_text
+from gateway.simulator.signatures.dayuanren import sign
 from gateway.simulator.traffic import Operation
 
+SUBMIT_PATH: Final = "/yrapi.php/index/recharge"
+QUERY_PATH: Final = "/yrapi.php/index/check"
+MAX_QUERY_BATCH: Final = 50
+"""The most `out_trade_nums` one query may name (dayuanren.md)."""
+MAX_FORM_FIELDS: Final = 100
+"""A callback has eleven fields; the bound caps the work an oversized body can cause."""
+
+_FORM: Final = "application/x-www-form-urlencoded"
 _JSON: Final = "application/json; charset=utf-8"
 _OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
     {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY}
@@ -86,25 +89,28 @@ class DayuanrenFront:
 
     protocol: ClassVar[str] = "dayuanren"
     routes: ClassVar[tuple[tuple[str, str], ...]] = (("POST", SUBMIT_PATH), ("POST", QUERY_PATH))
+    credential_keys: ClassVar[tuple[str, ...]] = ("userid", "apikey")
     supports_partial: ClassVar[bool] = True
     carries_notify_url: ClassVar[bool] = True
 
     __slots__ = ("_apikey", "_userid")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        require_credentials(self.protocol, DayuanrenAdapter.credential_keys, credentials)
+        require_credentials(self.protocol, self.credential_keys, credentials)
         self._userid = credentials["userid"]
         self._apikey = credentials["apikey"]
 
     def read(self, request: Incoming) -> Reading:
         operation = _OPERATIONS.get(request.path, Operation.OTHER)
         try:
-            fields = decode_form(request.body)
-        except ValueError:
+            # UTF-8 twice over: the body itself, and the bytes its percent escapes stand for.
+            fields = read_form(request.body.decode("utf-8"), encoding="utf-8", max_fields=MAX_FORM_FIELDS)
+        except ValueError:  # UnicodeDecodeError included
             return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
         if fields.get("userid") != self._userid:
             return Rejection(refusal=Refusal.UNKNOWN_CREDENTIAL, operation=operation)
         signature = fields.get("sign", "")
+        # Bytes: compare_digest refuses non-ASCII str. Senders differ in hex case.
         if not hmac.compare_digest(sign(fields, self._apikey).encode(), signature.upper().encode()):
             return Rejection(refusal=Refusal.BAD_SIGNATURE, operation=operation)
         if operation is Operation.SUBMIT:
@@ -158,8 +164,9 @@ class DayuanrenFront:
             "charge_kami": "",
         }
         fields["sign"] = sign(fields, self._apikey)
+        # urlencode quotes keys and values with quote_plus over UTF-8, in the mapping's order.
         return HttpRequest(
-            method="POST", url=url, headers={"Content-Type": FORM_CONTENT_TYPE}, body=encode_form(fields)
+            method="POST", url=url, headers={"Content-Type": _FORM}, body=urlencode(fields).encode("ascii")
         )
 
     def forged_callbacks(self, entry: LedgerEntry, url: str) -> tuple[HttpRequest, ...]:
@@ -175,9 +182,9 @@ def _submit(fields: Mapping[str, str]) -> Reading:
     try:
         if any(not fields.get(key) for key in _SUBMIT_FIELDS):
             raise ValueError("a field is missing")
-        face_value_cents = parse_cents(fields["amount"])
+        face_value_cents = read_yuan(fields["amount"])
         if "price" in fields:
-            parse_cents(fields["price"])
+            read_yuan(fields["price"])
     except ValueError:
         face_value_cents = 0
     if face_value_cents == 0:

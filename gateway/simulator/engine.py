@@ -17,13 +17,13 @@ from typing import Any, Final, assert_never
 
 from aiohttp import web
 
-from adapters.interface import HttpReply
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import SimulateConfig
 from gateway.simulator.courier import Courier
 from gateway.simulator.faults import Fault
 from gateway.simulator.front import (
     Front,
+    HttpReply,
     Incoming,
     QueryRequest,
     Reading,

@@ -1,7 +1,7 @@
 """The contract between the simulator engine and a protocol front, and the values they exchange.
 
 A front only reads and writes its protocol's bytes (sans-I/O); what happens to an order is the
-engine's decision.
+engine's decision. Nothing here comes from `adapters`: the supplier side has its own HTTP values.
 """
 
 from __future__ import annotations
@@ -11,9 +11,27 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Final, Protocol
 
-from adapters.interface import HttpReply, HttpRequest
 from gateway.simulator.ledger import LedgerEntry
 from gateway.simulator.traffic import Operation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpReply:
+    """What the simulated supplier answers a request with, fully written."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """A request the simulated supplier sends (a callback), fully written: the courier only sends it."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,6 +1,7 @@
 """The fulu protocol from the supplier's side: reads its requests, writes its replies and callbacks.
 
-Decides nothing (the engine does) and signs only through `adapters.fulu`, so both sides agree.
+Decides nothing (the engine does). Verifies and signs with its own code (`signatures.fulu`), written
+from fulu.md as a supplier would: nothing here comes from `adapters`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
 
-from adapters.amounts import yuan_text
-from adapters.fulu import (
-    DIRECT_SUBMIT,
-    MOBILE_SUBMIT,
-    PATH,
-    QUERY,
-    FuluAdapter,
-    china_time,
-    compact_json,
-    sign,
-    sign_text,
-)
-from adapters.interface import HttpReply, HttpRequest
+from gateway.simulator.chinatime import china_time
 from gateway.simulator.front import (
     TOO_MANY_REQUESTS,
+    HttpReply,
+    HttpRequest,
     Incoming,
     QueryRequest,
     Reading,
@@ -37,7 +28,16 @@ from gateway.simulator.front import (
     require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
+from gateway.simulator.money import yuan_text
+from gateway.simulator.signatures.fulu import compact_json, sign_params, sign_text
 from gateway.simulator.traffic import Operation
+
+PATH: Final = "/api/getway"
+MOBILE_SUBMIT: Final = "fulu.order.mobile.add"
+DIRECT_SUBMIT: Final = "fulu.order.direct.add"
+QUERY: Final = "fulu.order.info.get"
+TIME_PATTERN: Final = "%Y-%m-%d %H:%M:%S"
+"""`YYYY-MM-DD HH:MM:SS` in China time, as fulu writes timestamps."""
 
 _JSON: Final = "application/json; charset=utf-8"
 _OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
@@ -73,13 +73,14 @@ class FuluFront:
 
     protocol: ClassVar[str] = "fulu"
     routes: ClassVar[tuple[tuple[str, str], ...]] = (("POST", PATH),)
+    credential_keys: ClassVar[tuple[str, ...]] = ("app_key", "app_secret")
     supports_partial: ClassVar[bool] = False
     carries_notify_url: ClassVar[bool] = False
 
     __slots__ = ("_app_key", "_secret")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        require_credentials(self.protocol, FuluAdapter.credential_keys, credentials)
+        require_credentials(self.protocol, self.credential_keys, credentials)
         self._app_key = credentials["app_key"]
         self._secret = credentials["app_secret"]
 
@@ -95,8 +96,13 @@ class FuluFront:
         if params.get("app_key") != self._app_key:
             return Rejection(refusal=Refusal.UNKNOWN_CREDENTIAL, operation=operation)
         signature = params.get("sign")
+        try:
+            expected = sign_params(params, self._secret)
+        except (ValueError, RecursionError):  # NaN, a lone surrogate, nesting past the encoder's depth
+            return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
+        # Bytes: compare_digest refuses non-ASCII str. Senders differ in hex case.
         if not isinstance(signature, str) or not hmac.compare_digest(
-            sign(params, self._secret), signature.lower()
+            expected.encode(), signature.lower().encode()
         ):
             return Rejection(refusal=Refusal.BAD_SIGNATURE, operation=operation)
         try:
@@ -144,7 +150,7 @@ class FuluFront:
         delivered = entry.state in {ChargeState.SUCCEEDED, ChargeState.PARTIAL}
         fields: dict[str, str] = {
             "order_id": entry.supplier_order_id,
-            "charge_finish_time": china_time(entry.finished_at or 0.0),
+            "charge_finish_time": china_time(entry.finished_at or 0.0, TIME_PATTERN),
             "customer_order_no": entry.upstream_order_id,
             "order_status": "success" if delivered else "failed",
             "recharge_description": "充值成功" if delivered else "充值失败",
@@ -156,7 +162,7 @@ class FuluFront:
         fields["buy_num"] = str(entry.quantity)
         if delivered:
             fields["operator_serial_number"] = "OP" + entry.supplier_order_id[1:]
-        fields["sign"] = sign(fields, self._secret)
+        fields["sign"] = sign_params(fields, self._secret)
         return HttpRequest(
             method="POST", url=url, headers={"Content-Type": _JSON}, body=compact_json(fields).encode()
         )

@@ -1,6 +1,7 @@
 """The juhe protocol from the supplier's side: reads its requests, writes its replies and callbacks.
 
-Decides nothing (the engine does) and signs only through `adapters.juhe`, so both sides agree.
+Decides nothing (the engine does). Verifies and signs with its own code (`signatures.juhe`), written
+from juhe.md as a supplier would: nothing here comes from `adapters`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,9 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from adapters.amounts import yuan_text
-from adapters.interface import HttpReply, HttpRequest
-from adapters.juhe import (
-    FACE_VALUES_YUAN,
-    QUERY_PATH,
-    SUBMIT_PATH,
-    JuheAdapter,
-    callback_sign,
-    submit_sign,
-)
 from gateway.simulator.front import (
+    HttpReply,
+    HttpRequest,
     Incoming,
     QueryRequest,
     Reading,
@@ -35,7 +28,14 @@ from gateway.simulator.front import (
     require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
+from gateway.simulator.money import yuan_text
+from gateway.simulator.signatures.juhe import callback_sign, submit_sign
 from gateway.simulator.traffic import Operation
+
+SUBMIT_PATH: Final = "/ofpay/mobile/onlineorder"
+QUERY_PATH: Final = "/ofpay/mobile/ordersta"
+FACE_VALUES_YUAN: Final = (5, 10, 20, 30, 50, 100, 200, 300, 500)
+"""The only `cardnum`s juhe sells (juhe.md): phone top-ups by face value."""
 
 _JSON: Final = "application/json;charset=utf-8"
 _FORM: Final = "application/x-www-form-urlencoded"
@@ -74,13 +74,14 @@ class JuheFront:
 
     protocol: ClassVar[str] = "juhe"
     routes: ClassVar[tuple[tuple[str, str], ...]] = (("GET", SUBMIT_PATH), ("GET", QUERY_PATH))
+    credential_keys: ClassVar[tuple[str, ...]] = ("key", "openid")
     supports_partial: ClassVar[bool] = False
     carries_notify_url: ClassVar[bool] = False
 
     __slots__ = ("_key", "_openid")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        require_credentials(self.protocol, JuheAdapter.credential_keys, credentials)
+        require_credentials(self.protocol, self.credential_keys, credentials)
         self._key = credentials["key"]
         self._openid = credentials["openid"]
 

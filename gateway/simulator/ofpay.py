@@ -1,6 +1,8 @@
 """The ofpay protocol from the supplier's side: reads its GET requests, writes GB2312 replies, GBK callbacks.
 
-Decides nothing (the engine does) and signs only through `adapters.ofpay`, so both sides agree.
+Decides nothing (the engine does). Verifies and signs with its own code (`signatures.ofpay`) and
+encodes with the standard library's GB2312 and GBK codecs, written from ofpay.md as a supplier
+would: nothing here comes from `adapters`.
 """
 
 from __future__ import annotations
@@ -12,23 +14,12 @@ from typing import ClassVar, Final
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
-from adapters.amounts import yuan_text
-from adapters.interface import HttpReply, HttpRequest
-from adapters.ofpay import (
-    ACCEPTED,
-    QUERY_PATH,
-    SUBMIT_PATH,
-    SUBMIT_SIGNED,
-    VERSION,
-    OfpayAdapter,
-    callback_sign,
-    china_time,
-    read_form,
-    sign,
-    userpws,
-)
+from gateway.simulator.chinatime import china_time
+from gateway.simulator.forms import read_form
 from gateway.simulator.front import (
     TOO_MANY_REQUESTS,
+    HttpReply,
+    HttpRequest,
     Incoming,
     QueryRequest,
     Reading,
@@ -40,7 +31,19 @@ from gateway.simulator.front import (
     require_credentials,
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
+from gateway.simulator.money import yuan_text
+from gateway.simulator.signatures.ofpay import callback_sign, submit_sign, userpws
 from gateway.simulator.traffic import Operation
+
+SUBMIT_PATH: Final = "/onlineorder.do"
+QUERY_PATH: Final = "/api/query.do"
+VERSION: Final = "6.0"
+ACCEPTED: Final = "1"
+"""`retcode` of an accepted submit."""
+TIME_PATTERN: Final = "%Y%m%d%H%M%S"
+"""`yyyyMMddHHmmss` in China time, as ofpay writes timestamps."""
+MAX_FORM_FIELDS: Final = 32
+"""A submit has ten fields; the bound caps the work an oversized query string can cause."""
 
 PHONE_TOP_UP_PREFIX: Final = "1401"
 """cardids of phone top-ups (140101 in ofpay.md), whose `cardnum` is yuan; any other's is a quantity."""
@@ -84,13 +87,14 @@ class OfpayFront:
 
     protocol: ClassVar[str] = "ofpay"
     routes: ClassVar[tuple[tuple[str, str], ...]] = (("GET", SUBMIT_PATH), ("GET", QUERY_PATH))
+    credential_keys: ClassVar[tuple[str, ...]] = ("userid", "password", "keystr")
     supports_partial: ClassVar[bool] = False
     carries_notify_url: ClassVar[bool] = True
 
     __slots__ = ("_keystr", "_userid", "_userpws")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
-        require_credentials(self.protocol, OfpayAdapter.credential_keys, credentials)
+        require_credentials(self.protocol, self.credential_keys, credentials)
         self._userid = credentials["userid"]
         self._userpws = userpws(credentials["password"])
         self._keystr = credentials["keystr"]
@@ -98,7 +102,10 @@ class OfpayFront:
     def read(self, request: Incoming) -> Reading:
         operation = _OPERATIONS.get(request.path, Operation.OTHER)
         try:
-            params = read_form(_percent_form(request.query_string))
+            # GB18030 decodes every GBK byte sequence (it is a superset) and refuses what is neither.
+            params = read_form(
+                _percent_form(request.query_string), encoding="gb18030", max_fields=MAX_FORM_FIELDS
+            )
         except ValueError:
             return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
         if operation is Operation.SUBMIT:
@@ -149,7 +156,7 @@ class OfpayFront:
         fields = {
             "ret_code": ret_code,
             "sporder_id": entry.upstream_order_id,
-            "ordersuccesstime": china_time(entry.finished_at or 0.0),
+            "ordersuccesstime": china_time(entry.finished_at or 0.0, TIME_PATTERN),
             "err_msg": "充值成功" if delivered else "充值失败",
             "sign": callback_sign(self._userid, ret_code, entry.upstream_order_id, self._keystr),
         }
@@ -175,7 +182,7 @@ class OfpayFront:
                 refusal=Refusal.UNKNOWN_CREDENTIAL, operation=Operation.SUBMIT, upstream_order_ids=ids
             )
         try:
-            expected = sign(*(params.get(key, "") for key in SUBMIT_SIGNED), self._keystr)
+            expected = submit_sign(params, self._keystr)
         except UnicodeEncodeError:
             expected = ""  # a value outside GBK cannot carry a GBK signature
         if not expected or not _same(params.get("md5_str", "").upper(), expected):

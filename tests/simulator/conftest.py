@@ -35,6 +35,8 @@ from gateway.clock import Clock
 from gateway.config.model import SimulateConfig
 from gateway.simulator import Listener, Simulator, build_simulator
 from gateway.simulator.front import Front
+from gateway.simulator.front import HttpReply as FrontReply
+from gateway.simulator.front import HttpRequest as FrontRequest
 from gateway.simulator.registry import front_factory
 
 PHONE: Final = "13800138000"
@@ -167,7 +169,8 @@ class Supplier:
         """An adapter pointed at this simulator that signs with other credentials."""
         return self.protocol.adapter(self.url(""), credentials)
 
-    async def send(self, request: HttpRequest, timeout_seconds: float = 2.0) -> HttpReply:
+    async def send(self, request: HttpRequest | FrontRequest, timeout_seconds: float = 2.0) -> HttpReply:
+        """Sends a request the adapter built or the simulator's front wrote (a callback, sent by hand)."""
         timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         async with self.session.request(
             request.method,
@@ -211,6 +214,11 @@ class Supplier:
         adapter = adapter or self.adapter
         request = adapter.build_query(upstream_order_ids, time.time())
         return adapter.parse_query(upstream_order_ids, await self.send(request))
+
+
+def as_received(answer: FrontReply) -> HttpReply:
+    """A front's reply as the gateway's adapter receives it: the two sides share no types."""
+    return HttpReply(status=answer.status, headers=dict(answer.headers), body=answer.body)
 
 
 MakeSupplier = Callable[..., Awaitable[Supplier]]

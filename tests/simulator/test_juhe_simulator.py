@@ -17,7 +17,7 @@ from gateway.clock import ManualClock
 from gateway.simulator import ChargeState, Operation
 from gateway.simulator.front import Refusal, Rejection
 from gateway.simulator.juhe import JuheFront
-from tests.simulator.conftest import PHONE, MakeSupplier, SimulatedProtocol, Supplier
+from tests.simulator.conftest import PHONE, MakeSupplier, SimulatedProtocol, Supplier, as_received
 from tests.simulator.protocols import JUHE
 
 CREDENTIALS = JUHE.credentials
@@ -331,4 +331,4 @@ def test_every_submit_refusal_reads_back_as_meant(
         Rejection(refusal=refusal, operation=Operation.SUBMIT, upstream_order_ids=("G0000000001",))
     )
     assert json.loads(reply.body)["error_code"] == error_code
-    assert JUHE.adapter("http://h").parse_submit("G0000000001", reply).verdict is verdict
+    assert JUHE.adapter("http://h").parse_submit("G0000000001", as_received(reply)).verdict is verdict
