@@ -20,6 +20,7 @@ import pytest
 from aiohttp import ClientSession, ClientTimeout
 
 from gateway.simulator import Simulator
+from gateway.simulator.faults import Fault
 from tests.e2e.fleet import (
     FINAL,
     GatewayProcess,
@@ -38,9 +39,25 @@ from tests.e2e.test_protocols import PROTOCOLS, offers
 
 # Latency holds each submit open at the supplier after it is recorded, so kills land mid-send;
 # a few faults and lost callbacks make the restarted process reconcile as well as resume.
+# On top, the network's and the suppliers' own faults: resets after charging, a crash that refuses
+# connections for a moment, replicas that deny orders they hold (for less than the grace), and
+# forged callbacks (juhe's validly signed with the status flipped).
 KNOBS: Final[dict[str, dict[str, Any]]] = {
-    "fulu": {"latency": 0.1, "result_after": 0.4, "success_rate": 0.85, "callback_drop_rate": 0.2},
-    "ofpay": {"latency": 0.1, "result_after": 0.6, "success_rate": 0.85, "refuse_rate": 0.05},
+    "fulu": {
+        "latency": 0.1,
+        "result_after": 0.4,
+        "success_rate": 0.85,
+        "callback_drop_rate": 0.2,
+        "reset_rate": 0.02,
+    },
+    "ofpay": {
+        "latency": 0.1,
+        "result_after": 0.6,
+        "success_rate": 0.85,
+        "refuse_rate": 0.05,
+        "crash_rate": 0.02,
+        "refuse_for": 0.3,
+    },
     "juhe": {
         "latency": 0.05,
         "result_after": 0.3,
@@ -48,6 +65,8 @@ KNOBS: Final[dict[str, dict[str, Any]]] = {
         "hang_rate": 0.03,
         "hang_charges": False,
         "callback_duplicate_rate": 0.3,
+        "reset_rate": 0.03,
+        "forged_callback_rate": 0.1,
     },
     "dayuanren": {
         "latency": 0.15,
@@ -55,6 +74,8 @@ KNOBS: Final[dict[str, dict[str, Any]]] = {
         "success_rate": 0.85,
         "partial_rate": 0.2,
         "error_rate": 0.03,
+        "lagging_rate": 0.1,
+        "lag_for": 1.0,  # below not_found_grace
     },
 }
 ORDERS: Final = {
@@ -221,6 +242,8 @@ async def test_kill_9_loses_no_order_and_charges_none_twice(tmp_path: Path, seed
         assert troubles == [], f"{report}\ngateway logged:\n" + "\n".join(troubles[:20])
         assert exit_code == 0, f"exit code {exit_code} after SIGTERM:\n{process.output_tail()}"
         assert sum(mid_send) > 0, f"no kill landed while a submit was in flight: {report}"
+        drawn = {fault: sum(len(s.ledger.with_fault(fault)) for s in simulators.values()) for fault in Fault}
+        assert all(drawn.values()), f"a fault was never drawn, the run proved less: {drawn}"
     finally:
         for task in placements:
             task.cancel()
