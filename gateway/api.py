@@ -16,7 +16,7 @@ from gateway.errors import (
 )
 from gateway.intake import read_order_request
 from gateway.middleware import json_response
-from gateway.order import public_view
+from gateway.order import Order, OrderRequest, public_view
 from gateway.runtime import RUNTIME
 
 routes = web.RouteTableDef()
@@ -51,22 +51,31 @@ async def place_order(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("send the order as application/json")
     intake = read_order_request(body, shop, runtime.catalog, runtime.config.orders.sync_wait)
 
+    # Idempotency first: a replay is answered from the store and never costs a supplier's slot,
+    # a breaker probe or a wait for the rate limit.
+    existing = await runtime.store.get_order(shop, intake.request.order_id)
+    if existing is not None:
+        return _replayed(existing, intake.request)
     plan = runtime.router.plan(intake.product)
     try:
         order, created = await runtime.orders.place(shop, intake.request, intake.product, plan)
     except NoSupplierAvailable:
-        # A retry of an order accepted earlier still gets that order, not a 503.
-        existing = await runtime.store.get_order(shop, intake.request.order_id)
-        if existing is None:
+        # The same order_id may have been accepted meanwhile (a concurrent retry): that order, not a 503.
+        raced = await runtime.store.get_order(shop, intake.request.order_id)
+        if raced is None:
             raise
-        order, created = existing, False
-
+        order, created = raced, False
     if not created:
-        if order.request != intake.request:
-            raise OrderIdConflict(f"order_id {intake.request.order_id!r} was used with a different body")
-        return json_response(public_view(order), 200)
+        return _replayed(order, intake.request)
     order = await runtime.orders.wait_final(order, intake.wait_seconds)
     return json_response(public_view(order), 201)
+
+
+def _replayed(order: Order, request: OrderRequest) -> web.Response:
+    """The stored order for the same order_id with the same body; a different body is a conflict."""
+    if order.request != request:
+        raise OrderIdConflict(f"order_id {request.order_id!r} was used with a different body")
+    return json_response(public_view(order), 200)
 
 
 @routes.get("/v1/orders/{order_id}")

@@ -261,3 +261,16 @@ async def _trickle(port: int) -> tuple[bytes, float]:
         await asyncio.gather(trickling, return_exceptions=True)
         writer.close()
     return answer, elapsed
+
+
+async def test_a_replay_is_answered_from_the_store_without_asking_any_supplier(gateway: Gateway) -> None:
+    """Idempotency is decided before routing: a replay costs no rate-limit slot, probe or wait."""
+    d = await gateway({"fulu": SupplierSpec(extra={"rate_limit": {"rate": 1, "per": "60s", "burst": 0}})})
+    status, first = await d.shop.place(order_id="REPLAY-1", wait_seconds=2)
+    assert status == 201
+    supplier = d.runtime.suppliers["fulu"]
+    admitted = supplier.admissions
+    for _ in range(5):
+        status, again = await d.shop.place(order_id="REPLAY-1", wait_seconds=2)
+        assert (status, again["order_id"], again["status"]) == (200, "REPLAY-1", first["status"])
+    assert supplier.admissions == admitted
