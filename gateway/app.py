@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway import admin, api, callbacks, stream
 from gateway.auth import ShopAuthenticator
 from gateway.catalog import Catalog
+from gateway.changes import OrderChanges
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import GatewayConfig
 from gateway.destinations import NotificationSessions
@@ -116,10 +117,12 @@ def _runtime_context(
             suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=rate_state)
             router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
+            changes = OrderChanges(store)
             orders = OrderService(
                 config=config.orders,
                 catalog=catalog,
                 store=store,
+                changes=changes,
                 suppliers=suppliers,
                 router=router,
                 upstream=upstream,
@@ -133,6 +136,7 @@ def _runtime_context(
                 suppliers=suppliers,
                 upstream=upstream,
                 orders=orders,
+                changes=changes,
                 clock=clock,
                 rng=rng,
             )
@@ -142,7 +146,7 @@ def _runtime_context(
                 secrets=secrets,
                 notify_hosts={name: shop.notify_hosts for name, shop in config.shops.items()},
                 store=store,
-                orders=orders,
+                changes=changes,
                 sessions=notify_sessions,
                 metrics=metrics,
                 clock=clock,

@@ -22,14 +22,13 @@ import aiohttp
 import orjson
 
 from gateway.auth import notification_signature
+from gateway.changes import OrderChanges
 from gateway.clock import Clock
 from gateway.config.model import NotifyConfig
 from gateway.destinations import Address, DestinationRefused, NotificationSessions, allowed_addresses
-from gateway.lifecycle import Next, Transition
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.order import Delivery, Notification, Order, public_view
-from gateway.orders import OrderService
 from gateway.store import Store
 
 log = get_logger(__name__)
@@ -47,7 +46,7 @@ class Notifier:
         secrets: Mapping[str, bytes],
         notify_hosts: Mapping[str, Sequence[str]],
         store: Store,
-        orders: OrderService,
+        changes: OrderChanges,
         sessions: NotificationSessions,
         metrics: Metrics,
         clock: Clock,
@@ -58,7 +57,7 @@ class Notifier:
         self._secrets = secrets
         self._hosts, self._allowed = _destinations(notify_hosts)
         self._store = store
-        self._orders = orders
+        self._changes = changes
         self._sessions = sessions
         self._metrics = metrics.notifications_by_result
         self._clock = clock
@@ -68,7 +67,7 @@ class Notifier:
         self._sending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
-        orders.on_change(self._changed)
+        changes.on_change(self._changed)
 
     def reconfigure(
         self, config: NotifyConfig, secrets: Mapping[str, bytes], notify_hosts: Mapping[str, Sequence[str]]
@@ -123,27 +122,26 @@ class Notifier:
     async def _deliver(self, uid: str) -> None:
         try:
             async with self._slots:
-                leased = await self._orders.transition(uid, self._lease)
-                if leased is None or leased.next is Next.UNCHANGED:
-                    return
-                order = leased.order
+                order = await self._changes.update(uid, self._lease)
+                if order is None:
+                    return  # delivered, given up, or leased elsewhere
                 delivery = await self._post(order)
-                result = await self._orders.transition(uid, lambda o: self._record(o, delivery))
-                if result is not None:
-                    self._count(result.order.notification)
+                recorded = await self._changes.update(uid, lambda o: self._record(o, delivery))
+                if recorded is not None:
+                    self._count(recorded.notification)
         except Exception:
             # The lease expires and the notification comes due again: nothing is lost.
             log.exception("notification_failed", order_uid=uid)
         finally:
             self._sending.discard(uid)
 
-    def _lease(self, order: Order) -> Transition:
+    def _lease(self, order: Order) -> Order | None:
         note = order.notification
         now = self._clock.now()
         if note is None or note.due_at is None or note.due_at > now:
-            return Transition(order, Next.UNCHANGED)  # delivered, given up, or leased elsewhere
+            return None  # delivered, given up, or leased elsewhere
         lease = replace(note, due_at=now + self._config.timeout + LEASE_MARGIN_SECONDS)
-        return Transition(replace(order, notification=lease), Next.AWAIT_RESULT)
+        return replace(order, notification=lease)
 
     async def _post(self, order: Order) -> Delivery:
         url = order.request.notify_url
@@ -196,7 +194,7 @@ class Notifier:
             return f"refused: host {host!r} is not in shops.{shop}.notify_hosts"
         return None
 
-    def _record(self, order: Order, delivery: Delivery) -> Transition:
+    def _record(self, order: Order, delivery: Delivery) -> Order:
         note = order.notification or Notification(due_at=None)
         attempts = note.attempts + 1
         history = (*note.history, delivery)[-self._config.max_attempts :]
@@ -210,7 +208,7 @@ class Notifier:
             # Jitter spreads retries of many orders to one shop that came back at the same moment.
             due = now + backoff * (0.8 + 0.4 * self._rng.random())
             updated = replace(note, due_at=due, attempts=attempts, history=history)
-        return Transition(replace(order, notification=updated), Next.AWAIT_RESULT)
+        return replace(order, notification=updated)
 
     def _count(self, note: Notification | None) -> None:
         if note is None:

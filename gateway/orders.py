@@ -10,12 +10,12 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Final, assert_never
 
 from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verdict
 from gateway.catalog import Catalog
+from gateway.changes import ChangeListener, OrderChanges
 from gateway.clock import Clock
 from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
 from gateway.errors import NoSupplierAvailable, OrderAlreadyFinal, OrderNotFound
@@ -33,17 +33,15 @@ from gateway.lifecycle import (
     start_attempt,
     submit_lost,
 )
-from gateway.locks import KeyedLocks
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, ProductMetrics
 from gateway.order import Order, OrderRequest, OrderStatus, Reason, order_uid_of, upstream_order_id
 from gateway.routing import Router
-from gateway.store import StaleOrder, Store
+from gateway.store import Store
 from gateway.suppliers import Permit, Supplier
 from gateway.upstream import Upstream
 
 log = get_logger(__name__)
-SAVE_RETRIES: Final = 5
 DEFAULT_RETRY_AFTER_SECONDS: Final = 30  # when every offer is disabled: nothing says how long
 
 
@@ -66,10 +64,6 @@ class ReportResult:
     UNKNOWN_ORDER: Final = "unknown_order"
 
 
-ChangeListener = Callable[[Order | None, Order], None]
-"""Called with (before, after) on every saved change, before None for a new order; synchronously,
-so it must not block or await."""
-
 ConfirmListener = Callable[[str, str], None]
 """Called with (supplier, upstream order id) when a callback's claim of failure needs a query."""
 
@@ -81,6 +75,7 @@ class OrderService:
         config: OrdersConfig,
         catalog: Catalog,
         store: Store,
+        changes: OrderChanges,
         suppliers: Mapping[str, Supplier],
         router: Router,
         upstream: Upstream,
@@ -97,19 +92,18 @@ class OrderService:
         self._metrics = metrics
         self._clock = clock
         self._rng = rng
-        self._locks = KeyedLocks()
-        self._live: dict[str, Order] = {}  # latest saved version of orders this process is working on
+        self._changes = changes
         self._waiters: dict[str, tuple[asyncio.Event, int]] = {}  # uid -> (finished, requests waiting)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listeners: list[ChangeListener] = []
         self._confirmers: list[ConfirmListener] = []
         self._routing: set[str] = set()  # uids with a route task in this process: no second one
         self._product_metrics: dict[str, ProductMetrics] = {
             name: metrics.product(name) for name in catalog.products
         }
+        changes.on_change(self._saved)
 
     def on_change(self, listener: ChangeListener) -> None:
-        self._listeners.append(listener)
+        self._changes.on_change(listener)
 
     def on_confirm(self, listener: ConfirmListener) -> None:
         self._confirmers.append(listener)
@@ -162,9 +156,7 @@ class OrderService:
             await self._suppliers[offer.supplier].abandon(permit)
             return stored, False
         self._metrics.processing[Reason.AWAITING_SUPPLIER] += 1
-        self._live[uid] = stored
-        for listener in self._listeners:
-            listener(None, stored)
+        self._changes.created(stored)
         self._spawn_route(uid, product, (offer, permit))
         return stored, True
 
@@ -186,7 +178,7 @@ class OrderService:
     async def wait_final(self, order: Order, timeout_seconds: float) -> Order:
         """The order once final, or as it is when `timeout_seconds` have passed."""
         if order.status.final or timeout_seconds <= 0:
-            return self._live.get(order.uid, order)
+            return self._changes.cached(order.uid) or order
         event, waiting = self._waiters.get(order.uid) or (asyncio.Event(), 0)
         self._waiters[order.uid] = (event, waiting + 1)
         try:
@@ -202,10 +194,7 @@ class OrderService:
                     del self._waiters[order.uid]
                 else:
                     self._waiters[order.uid] = (event, current[1] - 1)
-        latest = self._live.get(order.uid)
-        if latest is not None:
-            return latest
-        return await self._store.get_order_by_uid(order.uid) or order
+        return await self._changes.current(order.uid) or order
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -260,7 +249,7 @@ class OrderService:
                 offer, permit, order = begun
             else:
                 offer, permit = admitted
-                placed = self._live.get(uid) or await self._store.get_order_by_uid(uid)
+                placed = await self._changes.current(uid)
                 if placed is None or not placed.attempts:
                     await self._suppliers[offer.supplier].abandon(permit)
                     return
@@ -447,33 +436,15 @@ class OrderService:
     # -- state -----------------------------------------------------------------------------
 
     async def _current(self, uid: str) -> Order | None:
-        order = self._live.get(uid)
-        if order is not None:
-            return order
-        return await self._store.get_order_by_uid(uid)
+        return await self._changes.current(uid)
 
     async def transition(self, uid: str, change: Callable[[Order], Transition]) -> Transition | None:
-        """Apply `change` to the latest order under its lock and save it; retried on a stale version."""
-        async with self._locks.hold(uid):
-            for _ in range(SAVE_RETRIES):
-                order = await self._current(uid)
-                if order is None:
-                    return None
-                transition = change(order)
-                if transition.order is order:
-                    return transition
-                try:
-                    saved = await self._store.save_order(transition.order)
-                except StaleOrder:
-                    self._live.pop(uid, None)  # another instance moved it: read it again
-                    continue
-                self._saved(order, saved)
-                return replace(transition, order=saved)
-            raise StaleOrder(uid, -1, -1)
+        return await self._changes.transition(uid, change)
 
-    def _saved(self, before: Order, after: Order) -> None:
-        for listener in self._listeners:
-            listener(before, after)
+    def _saved(self, before: Order | None, after: Order) -> None:
+        """Listener of every saved change: gauges, supplier health, finished orders and their waiters."""
+        if before is None:
+            return  # a new order: counted by `place`
         for earlier, later in zip(before.attempts, after.attempts, strict=False):
             if earlier.outcome is Outcome.PROCESSING and later.outcome in FINAL_OUTCOMES:
                 supplier = self._suppliers.get(later.supplier)
@@ -485,11 +456,7 @@ class OrderService:
                 processing[before.reason] -= 1
             if after.status is OrderStatus.PROCESSING and after.reason in processing:
                 processing[after.reason] += 1
-        if after.status is OrderStatus.PROCESSING:
-            self._live[after.uid] = after
-            return
-        self._live.pop(after.uid, None)
-        if not before.status.final:
+        if after.status.final and not before.status.final:
             self._finished(after)
 
     def _finished(self, order: Order) -> None:

@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from adapters.interface import Outcome
+from gateway.changes import OrderChanges
 from gateway.clock import Clock
 from gateway.config.model import OrdersConfig
-from gateway.lifecycle import OPEN_OUTCOMES, Next, Source, Transition, certainly_uncharged
+from gateway.lifecycle import OPEN_OUTCOMES, Source, certainly_uncharged
 from gateway.logs import get_logger
 from gateway.order import Attempt, Order, Reason
 from gateway.orders import OrderService
@@ -48,6 +49,7 @@ class Reconciler:
         suppliers: Mapping[str, Supplier],
         upstream: Upstream,
         orders: OrderService,
+        changes: OrderChanges,
         clock: Clock,
         rng: random.Random,
     ) -> None:
@@ -56,6 +58,7 @@ class Reconciler:
         self._suppliers = suppliers
         self._upstream = upstream
         self._orders = orders
+        self._changes = changes
         self._clock = clock
         self._rng = rng
         self._tasks: set[asyncio.Task[None]] = set()
@@ -187,15 +190,12 @@ class Reconciler:
         return asked, settled
 
     async def _to_manual_review(self, order: Order) -> int:
-        def review(current: Order) -> Transition:
+        def review(current: Order) -> Order | None:
             if current.status.final or current.reason is Reason.MANUAL_REVIEW:
-                return Transition(current, Next.UNCHANGED)
-            return Transition(
-                replace(current, reason=Reason.MANUAL_REVIEW, updated_at=self._clock.now()), Next.AWAIT_RESULT
-            )
+                return None
+            return replace(current, reason=Reason.MANUAL_REVIEW, updated_at=self._clock.now())
 
-        transition = await self._orders.transition(order.uid, review)
-        if transition is None or transition.next is Next.UNCHANGED:
+        if await self._changes.update(order.uid, review) is None:
             return 0
         log.warning(
             "order_needs_manual_review", order_uid=order.uid, shop=order.shop, order_id=order.order_id
