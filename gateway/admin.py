@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import orjson
 from aiohttp import web
@@ -26,12 +26,12 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.middleware import json_response
-from gateway.money import format_money
-from gateway.order import Attempt, Notification, Order, OrderStatus, Reason, iso_time, public_view
+from gateway.order import OrderStatus, Reason
 from gateway.reconfiguration import reload_from_file
 from gateway.runtime import RUNTIME, Runtime
 from gateway.store import StoreError
 from gateway.suppliers import Supplier
+from gateway.views import operator_view
 
 routes = web.RouteTableDef()
 
@@ -132,76 +132,6 @@ async def enable_supplier(request: web.Request) -> web.Response:
 
 
 # -- orders ----------------------------------------------------------------------------------
-
-
-def _optional_time(unix: float | None) -> str | None:
-    return iso_time(unix) if unix is not None else None
-
-
-def _optional_money(cents: int | None) -> str | None:
-    return format_money(cents) if cents is not None else None
-
-
-def _attempt_view(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "supplier": attempt.supplier,
-        "sku": attempt.sku,
-        "upstream_order_id": attempt.upstream_order_id,
-        "started_at": iso_time(attempt.started_at),
-        "outcome": attempt.outcome.value,
-        "replied": attempt.replied,
-        "acknowledged": attempt.acknowledged,
-        "code": attempt.code,
-        "message": attempt.message,
-        "detail": attempt.detail,
-        "duration_ms": attempt.duration_ms,
-        "supplier_order_id": attempt.supplier_order_id,
-        "cost": format_money(attempt.cost_cents),
-        "delivered_value": _optional_money(attempt.delivered_cents),
-    }
-
-
-def _notification_view(notification: Notification | None) -> dict[str, Any] | None:
-    if notification is None:
-        return None
-    return {
-        "due_at": _optional_time(notification.due_at),
-        "attempts": notification.attempts,
-        "delivered_at": _optional_time(notification.delivered_at),
-        "gave_up": notification.gave_up,
-        "history": [
-            {
-                "at": iso_time(delivery.at),
-                "status": delivery.status,
-                "error": delivery.error,
-                "duration_ms": delivery.duration_ms,
-            }
-            for delivery in notification.history
-        ],
-    }
-
-
-def operator_view(order: Order) -> dict[str, Any]:
-    """The shop's order JSON (CONTRACT.md §1) plus what only operators see: ids, costs, incidents, notices."""
-    return {
-        **public_view(order),
-        "uid": order.uid,
-        "shop": order.shop,
-        "notify_url": order.request.notify_url,
-        "face_value": format_money(order.face_value_cents),
-        "attempts": [_attempt_view(a) for a in order.attempts],
-        "incidents": [
-            {
-                "at": iso_time(i.at),
-                "kind": i.kind,
-                "detail": i.detail,
-                "upstream_order_id": i.upstream_order_id,
-                "repeats": i.repeats,
-            }
-            for i in order.incidents
-        ],
-        "notification": _notification_view(order.notification),
-    }
 
 
 def _single(query: MultiMapping[str], name: str, problems: Problems) -> str | None:

@@ -16,8 +16,9 @@ from gateway.errors import (
 )
 from gateway.intake import read_order_request
 from gateway.middleware import json_response
-from gateway.order import Order, OrderRequest, public_view
+from gateway.order import Order, OrderRequest
 from gateway.runtime import RUNTIME
+from gateway.views import public_view
 
 routes = web.RouteTableDef()
 

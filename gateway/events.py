@@ -19,7 +19,8 @@ import orjson
 from gateway.clock import Clock
 from gateway.errors import TooManyStreams
 from gateway.logs import get_logger
-from gateway.order import Order, public_view
+from gateway.order import Order
+from gateway.views import public_view
 
 log = get_logger(__name__)
 DEFAULT_CAPACITY: Final = 1000  # events kept per shop for resuming

@@ -28,8 +28,9 @@ from gateway.config.model import NotifyConfig
 from gateway.destinations import Address, DestinationRefused, NotificationSessions, allowed_addresses
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.order import Delivery, Notification, Order, public_view
+from gateway.order import Delivery, Notification, Order
 from gateway.store import Store
+from gateway.views import public_view
 
 log = get_logger(__name__)
 POLL_SECONDS: Final = 1.0

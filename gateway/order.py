@@ -1,18 +1,17 @@
-"""The order and its attempts as values: statuses, reasons, and their stored and public forms.
+"""The order and its attempts as values: statuses, reasons, and their stored form.
 
-Transitions live in `lifecycle.py`; this module only says what an order is.
+Transitions live in `lifecycle.py`, what shops and operators see in `views.py`; this module only
+says what an order is and how it is stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from adapters.interface import Outcome
-from gateway.money import format_money
 
 
 class OrderStatus(StrEnum):
@@ -154,47 +153,6 @@ def upstream_order_id(order_uid: str, attempt_number: int) -> str:
 
 def order_uid_of(upstream_id: str) -> str:
     return upstream_id[:-2]
-
-
-def iso_time(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def public_view(order: Order) -> dict[str, Any]:
-    """The order JSON of CONTRACT.md §1."""
-    request = order.request
-    deciding = order.deciding_attempt
-    delivered: int | None = None
-    if order.status is OrderStatus.SUCCEEDED:
-        delivered = order.face_value_cents * request.quantity
-    elif order.status is OrderStatus.PARTIAL and deciding is not None:
-        delivered = deciding.delivered_cents
-    return {
-        "order_id": request.order_id,
-        "product": request.product,
-        "account": request.account,
-        "quantity": request.quantity,
-        "status": order.status.value,
-        "reason": order.reason.value if order.reason is not None else None,
-        "message": order.message,
-        "supplier": deciding.supplier if deciding else None,
-        "supplier_order_id": deciding.supplier_order_id if deciding else None,
-        "cost": format_money(deciding.cost_cents) if deciding else None,
-        "delivered_value": format_money(delivered) if delivered is not None else None,
-        "created_at": iso_time(order.created_at),
-        "updated_at": iso_time(order.updated_at),
-        "attempts": [
-            {
-                "supplier": a.supplier,
-                "upstream_order_id": a.upstream_order_id,
-                "outcome": a.outcome.value,
-                "code": a.code,
-                "message": a.message,
-                "duration_ms": a.duration_ms,
-            }
-            for a in order.attempts
-        ],
-    }
 
 
 def to_document(order: Order) -> dict[str, Any]:

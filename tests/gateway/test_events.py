@@ -14,7 +14,8 @@ from adapters.interface import Outcome
 from gateway.clock import ManualClock
 from gateway.errors import TooManyStreams
 from gateway.events import EventBus, Item, OrderEvent, Reset, ResetReason, Subscription
-from gateway.order import Notification, OrderStatus, public_view
+from gateway.order import Notification, OrderStatus
+from gateway.views import public_view
 from tests.store.samples import an_attempt, an_order
 
 
