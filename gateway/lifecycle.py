@@ -137,7 +137,7 @@ def apply_reply(
         return _await_confirmation(order, index, attempt, reply, now)
 
     updated = _updated_attempt(attempt, reply, outcome, source, now, duration_ms)
-    attempts = (*order.attempts[:index], updated, *order.attempts[index + 1 :])
+    attempts = _with_attempt(order, index, updated)
     is_current = index == len(order.attempts) - 1
     message = updated.message
     match outcome:
@@ -239,14 +239,7 @@ def submit_lost(order: Order, upstream_order_id: str, *, now: float) -> Order:
     attempt = order.attempts[index]
     if attempt.outcome is not Outcome.UNKNOWN or attempt.submit_ended_at is not None:
         return order
-    ended = replace(attempt, submit_ended_at=now)
-    reason = order.reason if order.reason is Reason.MANUAL_REVIEW else Reason.OUTCOME_UNKNOWN
-    return replace(
-        order,
-        attempts=(*order.attempts[:index], ended, *order.attempts[index + 1 :]),
-        reason=reason,
-        updated_at=now,
-    )
+    return _unknown_now(order, index, replace(attempt, submit_ended_at=now), now)
 
 
 def public_message(reply: SupplierReply) -> str | None:
@@ -315,14 +308,17 @@ def _await_confirmation(
     """A callback claims a result a query must confirm: until one agrees the attempt is unknown."""
     claim = f"callback reported {reply.verdict.value} (code {reply.code}): {_bounded(reply.message)!r}"
     updated = replace(attempt, outcome=Outcome.UNKNOWN, acknowledged=True, detail=claim)
+    return Transition(_unknown_now(order, index, updated, now), Next.CONFIRM)
+
+
+def _unknown_now(order: Order, index: int, attempt: Attempt, now: float) -> Order:
+    """The order with `attempt` in place of its `index`th, waiting for the supplier's word."""
     reason = Reason.MANUAL_REVIEW if order.reason is Reason.MANUAL_REVIEW else Reason.OUTCOME_UNKNOWN
-    changed = replace(
-        order,
-        attempts=(*order.attempts[:index], updated, *order.attempts[index + 1 :]),
-        reason=reason,
-        updated_at=now,
-    )
-    return Transition(changed, Next.CONFIRM)
+    return replace(order, attempts=_with_attempt(order, index, attempt), reason=reason, updated_at=now)
+
+
+def _with_attempt(order: Order, index: int, attempt: Attempt) -> tuple[Attempt, ...]:
+    return (*order.attempts[:index], attempt, *order.attempts[index + 1 :])
 
 
 def _updated_attempt(
@@ -375,7 +371,7 @@ def _settle_open_attempt(
     updated = _updated_attempt(attempt, reply, outcome, source, now, duration_ms)
     if updated == attempt:
         return order
-    return replace(order, attempts=(*order.attempts[:index], updated, *order.attempts[index + 1 :]))
+    return replace(order, attempts=_with_attempt(order, index, updated))
 
 
 def _late_report(

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.simulator.traffic import Operation
-from tests.e2e.harness import Gateway, SupplierSpec
+from tests.e2e.harness import Deployment, Gateway, SupplierSpec
 
 JUHE_CREDENTIALS = {"key": "wire-test-key", "openid": "wire-test-openid"}
 
@@ -67,15 +67,8 @@ async def test_a_get_submit_is_sent_once_and_never_failed_over(
         if protocol == "juhe"
         else {"userid": "A100", "password": "wire-test-password", "keystr": "wire-test-keystr"}
     )
-    deployment = await gateway(
-        {
-            "broken": SupplierSpec(url=url, protocol=protocol, credentials=credentials),
-            "healthy": SupplierSpec(),
-        },
-        offers=[
-            {"supplier": "broken", "sku": "50", "cost": "49.30", "priority": 1},
-            {"supplier": "healthy", "sku": "18221081", "cost": "49.40", "priority": 2},
-        ],
+    deployment = await with_a_healthy_second(
+        gateway, SupplierSpec(url=url, protocol=protocol, credentials=credentials)
     )
     status, order = await deployment.shop.place(order_id="WIRE-1", wait_seconds=1)
     assert status == 201, order
@@ -84,7 +77,7 @@ async def test_a_get_submit_is_sent_once_and_never_failed_over(
     assert resetter.requests[0].startswith(b"GET ")
     assert order["status"] == "processing"
     assert order["reason"] == "outcome_unknown"
-    assert [(a["supplier"], a["outcome"]) for a in order["attempts"]] == [("broken", "unknown")]
+    assert [(a["supplier"], a["outcome"]) for a in order["attempts"]] == [("first", "unknown")]
     # What the shop reads says nothing of hosts, ports or the request's query string.
     message = order["attempts"][0]["message"]
     assert "127.0.0.1" not in message
@@ -94,28 +87,29 @@ async def test_a_get_submit_is_sent_once_and_never_failed_over(
     assert deployment.simulators["healthy"].requests.requests(Operation.SUBMIT) == []
 
 
+async def with_a_healthy_second(gateway: Gateway, first: SupplierSpec) -> Deployment:
+    """`first` as the preferred offer, a healthy simulated supplier behind it to fail over to."""
+    return await gateway(
+        {"first": first, "healthy": SupplierSpec()},
+        offers=[
+            {"supplier": "first", "sku": "50", "cost": "49.30", "priority": 1},
+            {"supplier": "healthy", "sku": "18221081", "cost": "49.40", "priority": 2},
+        ],
+    )
+
+
 async def test_a_supplier_that_never_listened_is_not_executed(gateway: Gateway) -> None:
     """The other side of the line: a refused first connect certainly sent nothing, so routing goes on."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    deployment = await gateway(
-        {
-            "down": SupplierSpec(
-                url=f"http://127.0.0.1:{port}", protocol="juhe", credentials=JUHE_CREDENTIALS
-            ),
-            "healthy": SupplierSpec(),
-        },
-        offers=[
-            {"supplier": "down", "sku": "50", "cost": "49.30", "priority": 1},
-            {"supplier": "healthy", "sku": "18221081", "cost": "49.40", "priority": 2},
-        ],
-    )
+    down = SupplierSpec(url=f"http://127.0.0.1:{port}", protocol="juhe", credentials=JUHE_CREDENTIALS)
+    deployment = await with_a_healthy_second(gateway, down)
     status, order = await deployment.shop.place(order_id="WIRE-2", wait_seconds=1)
     assert status == 201, order
     assert order["status"] == "succeeded"
     assert [(a["supplier"], a["outcome"]) for a in order["attempts"]] == [
-        ("down", "not_executed"),
+        ("first", "not_executed"),
         ("healthy", "succeeded"),
     ]
     assert str(port) not in order["attempts"][0]["message"]

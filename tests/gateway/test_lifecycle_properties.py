@@ -204,26 +204,19 @@ class LifecycleMachine(RuleBasedStateMachine):
     )
     def forged_failure_callback(self, which: int, verdict: Verdict) -> None:
         """A callback whose signature passed but whose claim of failure is false (a rearranged fulu body)."""
-        if not self.model:
-            return
-        index = which % len(self.model)
-        self._apply(
-            index,
-            SupplierReply(upstream_order_id=self._id(index), verdict=verdict, code="x"),
-            Source.CALLBACK,
-        )
+        self._claim(which, verdict, Source.CALLBACK)
 
     @rule(which=WHICH, verdict=st.sampled_from(list(Verdict)))
     def replayed_unsigned_callback(self, which: int, verdict: Verdict) -> None:
         """A juhe callback replayed with its status changed: its signature never covered the status."""
-        if not self.model:
-            return
-        index = which % len(self.model)
-        self._apply(
-            index,
-            SupplierReply(upstream_order_id=self._id(index), verdict=verdict, code="x"),
-            Source.UNSIGNED_CALLBACK,
-        )
+        self._claim(which, verdict, Source.UNSIGNED_CALLBACK)
+
+    def _claim(self, which: int, verdict: Verdict, source: Source) -> None:
+        if self.model:
+            index = which % len(self.model)
+            self._apply(
+                index, SupplierReply(upstream_order_id=self._id(index), verdict=verdict, code="x"), source
+            )
 
     @rule(which=WHICH, answer=st.sampled_from(["truth", "garbage", "lagging_not_found"]))
     def query(self, which: int, answer: str) -> None:
