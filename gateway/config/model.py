@@ -22,7 +22,7 @@ HOST_PORT = Pattern(
 HTTP_URL = Pattern(r"https?://[^\s/?#]+(/[^\s]*)?", "must be an http:// or https:// URL")
 STORE_URL = Pattern(
     r"memory://|sqlite:///.+|rediss?://[^\s]+|redis\+cluster://[^\s]+",
-    "must be memory://, sqlite:///path, redis://host:port/db, rediss://... or redis+cluster://host:port,...",
+    "must be memory://, sqlite:///path or a redis://, rediss:// or redis+cluster:// URL",
 )
 NAME = Pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1 to 64 of letters, digits, _ and -")
 PRODUCT_NAME = Pattern(r"[A-Za-z0-9_.-]{1,64}", "must be 1 to 64 of letters, digits, _ . and -")

@@ -337,7 +337,10 @@ def test_patterns_name_the_rule_and_the_value() -> None:
     assert problems(data) == [
         ("server.listen", 'must be host:port, e.g. 0.0.0.0:8080; got string "8080"'),
         ("server.public_url", 'must be an http:// or https:// URL; got string "127.0.0.1:8080"'),
-        ("store", 'must be memory://, sqlite:///path, redis://host:port/db, rediss://... or redis+cluster://host:port,...; got string "postgres://db"'),
+        (
+            "store",
+            'must be memory://, sqlite:///path or a redis://, rediss:// or redis+cluster:// URL; got string "postgres://db"',
+        ),
     ]
 
 
@@ -642,7 +645,10 @@ def test_durations_are_written_in_the_largest_whole_unit() -> None:
 
 def test_unquoted_dates_stay_strings_for_the_field_to_judge() -> None:
     assert problems("store: 2026-13-45\n") == [
-        ("store", 'must be memory://, sqlite:///path, redis://host:port/db, rediss://... or redis+cluster://host:port,...; got string "2026-13-45"')
+        (
+            "store",
+            'must be memory://, sqlite:///path or a redis://, rediss:// or redis+cluster:// URL; got string "2026-13-45"',
+        )
     ]
 
 
