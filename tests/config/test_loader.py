@@ -647,7 +647,8 @@ def test_unquoted_dates_stay_strings_for_the_field_to_judge() -> None:
     assert problems("store: 2026-13-45\n") == [
         (
             "store",
-            'must be memory://, sqlite:///path or a redis://, rediss:// or redis+cluster:// URL; got string "2026-13-45"',
+            "must be memory://, sqlite:///path or a redis://, rediss:// or redis+cluster:// URL;"
+            ' got string "2026-13-45"',
         )
     ]
 
