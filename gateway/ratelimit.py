@@ -2,7 +2,8 @@
 
 In any window of `per` seconds a supplier gets at most `rate + burst` requests (submits and queries
 alike). A caller may wait up to `max_wait` for its reserved slot; a throttling supplier is paused
-by pushing its schedule into the future. Memory state now; a Redis state runs the same arithmetic.
+by pushing its schedule into the future. State in memory here; `redisrate` runs the same arithmetic
+on Redis for several instances.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ class Schedule:
 
 
 class RateState(Protocol):
-    """Where theoretical arrival times live; every method is atomic per key."""
+    """Where theoretical arrival times live; every method is atomic per key.
+
+    `now` is the caller's monotonic clock. A state shared between instances ignores it and reads its
+    server's clock instead, since the instances' clocks do not agree; durations still apply as given.
+    A state that cannot reach its storage raises `StoreError` and admits nothing.
+    """
 
     async def reserve(self, key: str, now: float, schedule: Schedule, max_wait: float) -> float | None:
         """Reserve the next slot: seconds to wait for it (0: now), or None if that is over `max_wait`."""
@@ -50,8 +56,8 @@ class RateState(Protocol):
         """Give back one reserved slot that was never used."""
         ...
 
-    async def pause(self, key: str, until: float, schedule: Schedule) -> None:
-        """No slot before `until`."""
+    async def pause(self, key: str, now: float, seconds: float, schedule: Schedule) -> None:
+        """No slot for the next `seconds`."""
         ...
 
     async def ready_in(self, key: str, now: float, schedule: Schedule) -> float:
@@ -80,10 +86,10 @@ class MemoryRateState:
         if key in self._tat:
             self._tat[key] -= schedule.interval
 
-    async def pause(self, key: str, until: float, schedule: Schedule) -> None:
-        # Past `until` by the tolerance: nothing before it, then the steady pace with no burst, since
-        # a supplier that just throttled us should not meet a rush the moment the pause ends.
-        until_ns = to_ns(until)
+    async def pause(self, key: str, now: float, seconds: float, schedule: Schedule) -> None:
+        # Past the pause's end by the tolerance: nothing before it, then the steady pace with no burst,
+        # since a supplier that just throttled us should not meet a rush the moment the pause ends.
+        until_ns = to_ns(now + seconds)
         self._tat[key] = max(self._tat.get(key, until_ns), until_ns + schedule.tolerance)
 
     async def ready_in(self, key: str, now: float, schedule: Schedule) -> float:
@@ -104,7 +110,10 @@ class RateLimiter:
         self._clock = clock
 
     async def acquire(self, *, max_wait: float | None = None) -> float | None:
-        """Take a slot, sleeping until it comes: the seconds waited, or None if it would take too long."""
+        """Take a slot, sleeping until it comes: the seconds waited, or None if it would take too long.
+
+        Raises `StoreError` if the state cannot be reached: no slot was taken, the request must not go.
+        """
         budget = self._limit.max_wait if max_wait is None else max_wait
         wait = await self._state.reserve(self._key, self._clock.monotonic(), self._schedule, budget)
         if wait:
@@ -115,7 +124,7 @@ class RateLimiter:
         await self._state.release(self._key, self._schedule)
 
     async def pause(self, seconds: float) -> None:
-        await self._state.pause(self._key, self._clock.monotonic() + seconds, self._schedule)
+        await self._state.pause(self._key, self._clock.monotonic(), seconds, self._schedule)
 
     async def ready_in(self) -> float:
         return await self._state.ready_in(self._key, self._clock.monotonic(), self._schedule)

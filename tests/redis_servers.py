@@ -1,7 +1,8 @@
 """Real Redis for the tests: a `redis-server` of their own on a free loopback port, and a 3-node Cluster.
 
-Never a shared server: each fixture starts its own processes with no persistence, in the test's
-temporary folder, and stops them afterwards. Where `redis-server` is missing the tests skip
+Never a shared server: the tests start their own processes with no persistence, in a temporary
+folder, and stop them afterwards. A server is started per test; the cluster once per run (it
+takes seconds to form) and emptied before each test. Where `redis-server` is missing the tests skip
 locally and fail in CI (`tests/tools.py`).
 """
 
@@ -143,12 +144,23 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture
-def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+@pytest.fixture(scope="session")
+def _shared_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    # Making a cluster takes seconds: one per run, emptied before each test that asks for it.
     need("redis-server", "redis-cli")
-    cluster = RedisCluster([RedisServer(tmp_path / f"node-{n}", cluster=True) for n in range(3)])
+    folder = tmp_path_factory.mktemp("redis-cluster")
+    cluster = RedisCluster([RedisServer(folder / f"node-{n}", cluster=True) for n in range(3)])
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(_shared_redis_cluster: RedisCluster) -> RedisCluster:
+    """The run's Redis Cluster, every node emptied (keys and loaded scripts) for this test."""
+    for node in _shared_redis_cluster.nodes:
+        node.cli("flushall")
+        node.cli("script", "flush")
+    return _shared_redis_cluster
