@@ -22,9 +22,12 @@ from gateway.breaker import CircuitBreaker, CircuitState, Probe
 from gateway.clock import Clock
 from gateway.config.model import GatewayConfig, SupplierConfig
 from gateway.health import CallWindow, LatencySample
+from gateway.logs import get_logger
 from gateway.metrics import Metrics, SupplierMetrics
 from gateway.ratelimit import RateLimiter, RateState
+from gateway.store import StoreError
 
+log = get_logger(__name__)
 HEALTH_WINDOW_SECONDS: Final = 60.0
 THROTTLE_BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 ANSWERED: Final = frozenset({Outcome.PROCESSING, Outcome.SUCCEEDED, Outcome.PARTIAL})
@@ -38,6 +41,9 @@ class Refusal(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     SATURATED = "saturated"
     RATE_LIMITED = "rate_limited"
+    # The shared rate-limit state (Redis) cannot be reached: nobody can tell whether a request
+    # would stay within the supplier's limit, so none goes.
+    LIMIT_UNKNOWN = "limit_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +146,13 @@ class Supplier:
         # Counted from admission, not from sending, so that concurrent admissions see each other.
         self.inflight += 1
         self.admissions += 1
-        waited = await self.limiter.acquire()
+        try:
+            waited = await self.limiter.acquire()
+        except StoreError:
+            self.inflight -= 1
+            self._give_back(probe)
+            log.warning("supplier_limit_unreachable", supplier=self.name)
+            return Refusal.LIMIT_UNKNOWN
         if waited is None:
             self.inflight -= 1
             self.metrics.rate_limited["rejected"].inc()
@@ -155,7 +167,11 @@ class Supplier:
     async def abandon(self, permit: Permit) -> None:
         """The admitted request will not be sent after all: its slot and probe go back."""
         self.inflight -= 1
-        await self.limiter.release()
+        try:
+            await self.limiter.release()
+        except StoreError:
+            # The slot stays taken until its time passes: the schedule is only tighter for it.
+            log.warning("supplier_limit_unreachable", supplier=self.name)
         if permit.counts_for_breaker:
             self.breaker.release(permit.probe)
 
@@ -187,7 +203,11 @@ class Supplier:
         if reply.throttled:
             pause = throttle_pause(reply.retry_after_seconds, self._throttle_streak)
             self._throttle_streak += 1
-            await self.limiter.pause(pause)
+            try:
+                await self.limiter.pause(pause)
+            except StoreError:
+                # Other instances will be told by the supplier itself; this one holds its breaker.
+                log.warning("supplier_limit_unreachable", supplier=self.name)
         elif sent:
             self._throttle_streak = 0
 

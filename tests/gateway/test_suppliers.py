@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from redis.asyncio import Redis
 
 from adapters.interface import HttpReply, SupplierReply, Verdict
 from adapters.transport import MAX_RETRY_AFTER_SECONDS
@@ -13,7 +14,9 @@ from gateway.clock import ManualClock
 from gateway.config.loader import parse_config
 from gateway.metrics import Metrics
 from gateway.ratelimit import MemoryRateState
+from gateway.redisrate import RedisRateState
 from gateway.suppliers import THROTTLE_BACKOFF_SECONDS, Permit, Refusal, Supplier, build_suppliers
+from tests.redis_servers import RedisServer
 
 CONFIG = """
 suppliers:
@@ -148,3 +151,26 @@ async def test_finish_survives_any_float_as_the_wait(
     await supplier.finish(await permit(supplier), reply(Verdict.THROTTLED, asked), sent=True, seconds=0.1)
     paused = await supplier.limiter.ready_in()
     assert 0 < paused <= at_most + 0.2  # the pause ends with the steady pace, no burst
+
+
+async def test_an_unreachable_shared_limit_admits_nothing_and_keeps_no_slot(
+    clock: ManualClock, redis_server: RedisServer
+) -> None:
+    """Redis down: whether a request fits the supplier's limit is unknown, so none goes; nothing leaks."""
+    client = Redis.from_url(redis_server.url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        state = RedisRateState(client)
+        await state.load()
+        supplier = build_suppliers(
+            parse_config(CONFIG, {}), Metrics(), clock=clock, rng=random.Random(1), rate_state=state
+        )["s"]
+        admitted = await permit(supplier)
+        await supplier.abandon(admitted)
+        redis_server.stop()
+        for _ in range(3):
+            assert await supplier.admit() is Refusal.LIMIT_UNKNOWN
+        assert supplier.inflight == 0
+        redis_server.start()
+        await supplier.abandon(await permit(supplier))  # back by itself once Redis is
+    finally:
+        await client.aclose()
