@@ -20,6 +20,7 @@ from gateway.auth import request_signature
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.model import GatewayConfig
 from gateway.logs import configure_logging, get_logger
+from gateway.store import redact_url
 
 DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.yaml")
 
@@ -72,7 +73,10 @@ async def serve(config: GatewayConfig, config_path: Path) -> None:
         await web.TCPSite(runner, host, port).start()
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
         log.info(
-            "gateway_listening", listen=config.server.listen, admin=config.admin.listen, store=config.store
+            "gateway_listening",
+            listen=config.server.listen,
+            admin=config.admin.listen,
+            store=redact_url(config.store),
         )
         await stop.wait()
     finally:
@@ -101,7 +105,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     simulated = sum(1 for s in config.suppliers.values() if s.simulate is not None)
     print(
         f"{args.config}: OK: {len(config.shops)} shop(s), {len(config.suppliers)} supplier(s)"
-        f" ({simulated} simulated), {len(config.products)} product(s), store {config.store}"
+        f" ({simulated} simulated), {len(config.products)} product(s), store {redact_url(config.store)}"
     )
     return 0
 

@@ -12,12 +12,38 @@ import pytest
 from adapters.interface import Outcome
 from gateway.order import Notification, OrderStatus, Reason
 from gateway.store import StaleOrder, Store, StoreError, open_store
+from tests.redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
 from tests.store.samples import T0, a_full_order, an_attempt, an_order
 
+__all__ = ["redis_cluster", "redis_server"]  # fixtures, asked for by name in `_url`
 
-@pytest.fixture(params=["memory", "sqlite"])
+
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", marks=pytest.mark.redis),
+]
+
+
+def _url(request: pytest.FixtureRequest, backend: str, sqlite_file: Path) -> str:
+    match backend:
+        case "memory":
+            return "memory://"
+        case "sqlite":
+            return f"sqlite:///{sqlite_file}"
+        case "redis":
+            server: RedisServer = request.getfixturevalue("redis_server")
+            return server.url
+        case "redis-cluster":
+            cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+            return cluster.url
+    raise AssertionError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'orders.db'}"
+    return _url(request, request.param, tmp_path / "orders.db")
 
 
 @pytest.fixture
@@ -27,10 +53,14 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await opened.close()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=BACKENDS[1:])
 def durable_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The backends that keep what they stored across a restart (memory:// keeps nothing)."""
-    return f"sqlite:///{tmp_path / 'durable.db'}"
+    """The backends that keep what they stored across a restart (memory:// keeps nothing).
+
+    For Redis the gateway restarts, not the server: what the server keeps is its own persistence's
+    business (the test servers keep nothing across their own restarts).
+    """
+    return _url(request, request.param, tmp_path / "durable.db")
 
 
 # creation and idempotency
