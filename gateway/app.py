@@ -27,12 +27,14 @@ from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
 from gateway.notifier import Notifier
 from gateway.orders import OrderService
-from gateway.ratelimit import MemoryRateState
+from gateway.ratelimit import MemoryRateState, RateState
 from gateway.reconciler import Reconciler
+from gateway.redisrate import RedisRateState
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
 from gateway.simulation import SimulatorFarm
-from gateway.store import open_store
+from gateway.store import Store, open_store
+from gateway.store.redis import RedisStore
 from gateway.suppliers import build_suppliers
 from gateway.upstream import Upstream, new_session
 
@@ -113,7 +115,7 @@ def _runtime_context(
         notify_sessions = NotificationSessions()
         try:
             catalog = Catalog(config)
-            rate_state = MemoryRateState()
+            rate_state = await _rate_state(store)
             suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=rate_state)
             router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
@@ -197,6 +199,15 @@ def _runtime_context(
             await store.close()
 
     return ctx
+
+
+async def _rate_state(store: Store) -> RateState:
+    """Where suppliers' rate limits are kept: in Redis when orders are, so every instance shares them."""
+    if isinstance(store, RedisStore):
+        shared = RedisRateState(store.client, permits=store.permits)
+        await shared.load()
+        return shared
+    return MemoryRateState()
 
 
 def _admin_context(config: GatewayConfig) -> Context:

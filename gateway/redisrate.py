@@ -6,6 +6,7 @@ fails it raises `StoreError` and admits nothing, never falling back to counting 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from importlib import resources
 from typing import Final
@@ -18,6 +19,7 @@ from gateway.ratelimit import Schedule
 from gateway.store.interface import StoreError
 
 US: Final = 1_000_000
+DEFAULT_PERMITS: Final = 32  # commands in flight on a client of its own (redis-py's pools hold 100)
 GCRA_SCRIPT: Final = resources.files("gateway").joinpath("gcra.lua").read_text(encoding="utf-8")
 # The script's operations, as the bytes redis-py would send for them anyway.
 RESERVE: Final = b"reserve"
@@ -66,11 +68,16 @@ class RedisRateState:
     How long an unreachable Redis takes to fail is the client's `socket_timeout`/`socket_connect_timeout`.
     """
 
-    __slots__ = ("_client", "_prefix", "_script")
+    __slots__ = ("_client", "_permits", "_prefix", "_script")
 
-    def __init__(self, client: Redis | RedisCluster, prefix: str = "gw:") -> None:
+    def __init__(
+        self, client: Redis | RedisCluster, prefix: str = "gw:", permits: asyncio.Semaphore | None = None
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        # A client shared with the store shares its connection budget too: redis-py's pool fails
+        # a command at once rather than wait for a connection, so a burst must queue here.
+        self._permits = permits if permits is not None else asyncio.Semaphore(DEFAULT_PERMITS)
         # The SHA is computed here, once; redis-py's Script loads the script again on NOSCRIPT (a
         # restarted or failed-over server), on a Cluster into every primary.
         self._script = client.register_script(GCRA_SCRIPT)
@@ -107,9 +114,10 @@ class RedisRateState:
     async def _run(self, op: bytes, key: str, schedule: Schedule, argument_us: int) -> tuple[int, int]:
         interval_us, tolerance_us = micro_schedule(schedule)
         try:
-            value, now_us = await self._script(
-                keys=[self.key(key)], args=[op, interval_us, tolerance_us, argument_us]
-            )
+            async with self._permits:
+                value, now_us = await self._script(
+                    keys=[self.key(key)], args=[op, interval_us, tolerance_us, argument_us]
+                )
         except (RedisError, RedisClusterException) as exc:
             # The one boundary where redis-py's errors become the gateway's: refuse, never guess.
             raise StoreError(f"rate limit state for {key!r} unavailable: {exc}") from exc

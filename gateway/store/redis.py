@@ -102,6 +102,11 @@ class RedisStore:
         return store
 
     @property
+    def permits(self) -> asyncio.Semaphore:
+        """The budget of commands in flight on `client`: whoever shares the client shares it too."""
+        return self._permits
+
+    @property
     def client(self) -> Client:
         """The redis-py client, for other Redis state of the gateway (the rate limit) to share its pool."""
         return self._client
