@@ -18,10 +18,12 @@ from gateway.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    StoreUnavailable,
     UnsupportedMediaType,
 )
 from gateway.logs import get_logger
 from gateway.metrics import RouteMetrics
+from gateway.store import StoreError
 
 log = get_logger(__name__)
 ROUTE_METRICS: Final = web.AppKey("route_metrics", dict)  # resource -> RouteMetrics, bound at start-up
@@ -73,6 +75,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return error_response(_from_http_exception(exc))
+    except StoreError as exc:
+        # Whatever was asked, the store could not be read or written: nothing was done, and a
+        # shop (or a supplier calling back) may send it again.
+        log.warning("request_refused_store_unavailable", path=request.path, error=str(exc))
+        return error_response(StoreUnavailable("the store is unavailable; send the request again later"))
     except Exception:
         log.exception("request_failed", path=request.path, method=request.method)
         return error_response(InternalError("internal error"))

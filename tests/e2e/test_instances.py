@@ -13,9 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession
 
 from gateway.simulator import Simulator
 from tests.e2e.harness import Deployment, Gateway, SupplierSpec, start_simulator
+from tests.e2e.test_callbacks import callback_body
+from tests.e2e.test_operations import admin_url
 from tests.redis_servers import RedisCluster, RedisServer
 
 JITTER_SECONDS = 0.05
@@ -95,3 +98,35 @@ async def test_a_supplier_limit_holds_for_both_instances_together(gateway: Gatew
     finally:
         for cleanup in reversed(cleanups):
             await cleanup()
+
+
+async def test_redis_down_refuses_with_503_and_the_gateway_comes_back_by_itself(
+    gateway: Gateway, redis_server: RedisServer
+) -> None:
+    """CONTRACT §6: not ready, 503 store_unavailable with Retry-After, callbacks refused with a
+    non-2xx (the supplier retries), nothing sent; when Redis is back, orders flow again."""
+    d = await gateway({"fulu": SupplierSpec()}, store=redis_server.url)
+    status, order = await d.shop.place(order_id="BEFORE", wait_seconds=3)
+    assert (status, order["status"]) == (201, "succeeded")
+    submits = len(d.simulators["fulu"].ledger)
+    admin = admin_url(d)
+
+    redis_server.stop()
+    status, body, headers = await d.shop.post_raw(
+        b'{"order_id": "DOWN", "product": "mobile.cmcc.50", "account": "13800138000"}'
+    )
+    assert (status, body["error"]["code"]) == (503, "store_unavailable")
+    assert int(headers["Retry-After"]) > 0
+    async with ClientSession() as session:
+        async with session.get(admin + "/readyz") as response:
+            assert response.status == 503
+        callback = callback_body(order["attempts"][0]["upstream_order_id"])
+        async with session.post(f"{d.base_url}/callbacks/fulu", data=callback) as response:
+            assert response.status == 503  # not acknowledged: the supplier will call again
+    assert len(d.simulators["fulu"].ledger) == submits  # nothing left without its attempt recorded
+
+    redis_server.start()
+    status, order = await d.shop.place(order_id="AFTER", wait_seconds=3)
+    assert (status, order["status"]) == (201, "succeeded")
+    async with ClientSession() as session, session.get(admin + "/readyz") as response:
+        assert response.status == 200
