@@ -67,10 +67,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
     try:
-        await request.app[RUNTIME].store.ping()
+        await runtime.store.ping()
     except StoreError as exc:
+        runtime.metrics.store_up.set(0)
         raise StoreUnavailable(f"store unreachable: {exc}") from None
+    runtime.metrics.store_up.set(1)
     return json_response({"status": "ready"})
 
 

@@ -33,7 +33,7 @@ from gateway.redisrate import RedisRateState
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
 from gateway.simulation import SimulatorFarm
-from gateway.store import Store, open_store
+from gateway.store import Store, StoreError, open_store
 from gateway.store.redis import RedisStore
 from gateway.suppliers import build_suppliers
 from gateway.upstream import Upstream, new_session
@@ -41,6 +41,7 @@ from gateway.upstream import Upstream, new_session
 log = get_logger(__name__)
 ADMIN_RUNNER: Final = web.AppKey("admin_runner", web.AppRunner)
 SIMULATORS: Final = web.AppKey("simulators", SimulatorFarm)
+STORE_WATCH_SECONDS: Final = 5.0
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -183,6 +184,7 @@ def _runtime_context(
             background = [
                 asyncio.create_task(reconciler.run(), name="reconciler"),
                 asyncio.create_task(notifier.run(), name="notifier"),
+                asyncio.create_task(_watch_store(store, metrics), name="store-watch"),
             ]
             yield
             for task in background:
@@ -199,6 +201,18 @@ def _runtime_context(
             await store.close()
 
     return ctx
+
+
+async def _watch_store(store: Store, metrics: Metrics) -> None:
+    """`gateway_store_up`, kept current whether or not anything probes readiness."""
+    while True:
+        try:
+            await store.ping()
+        except StoreError:
+            metrics.store_up.set(0)
+        else:
+            metrics.store_up.set(1)
+        await asyncio.sleep(STORE_WATCH_SECONDS)
 
 
 async def _rate_state(store: Store) -> RateState:

@@ -113,6 +113,7 @@ class Metrics:
         self.conflicts = Counter(
             "gateway_order_conflicts_total", "Reports contradicting a final state", ["supplier"], registry=r
         )
+        self.store_up = Gauge("gateway_store_up", "1 when the store answers", registry=r)
         self.http_requests = Counter(
             "gateway_http_requests_total", "HTTP requests", ["route", "status"], registry=r
         )

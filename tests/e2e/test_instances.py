@@ -18,7 +18,7 @@ from aiohttp import ClientSession
 from gateway.simulator import Simulator
 from tests.e2e.harness import Deployment, Gateway, SupplierSpec, start_simulator
 from tests.e2e.test_callbacks import callback_body
-from tests.e2e.test_operations import admin_url
+from tests.e2e.test_operations import admin_url, scrape
 from tests.redis_servers import RedisCluster, RedisServer
 
 JITTER_SECONDS = 0.05
@@ -111,6 +111,7 @@ async def test_redis_down_refuses_with_503_and_the_gateway_comes_back_by_itself(
     submits = len(d.simulators["fulu"].ledger)
     admin = admin_url(d)
 
+    assert (await scrape(d))["gateway_store_up", ()] == 1
     redis_server.stop()
     status, body, headers = await d.shop.post_raw(
         b'{"order_id": "DOWN", "product": "mobile.cmcc.50", "account": "13800138000"}'
@@ -123,6 +124,7 @@ async def test_redis_down_refuses_with_503_and_the_gateway_comes_back_by_itself(
         callback = callback_body(order["attempts"][0]["upstream_order_id"])
         async with session.post(f"{d.base_url}/callbacks/fulu", data=callback) as response:
             assert response.status == 503  # not acknowledged: the supplier will call again
+    assert (await scrape(d))["gateway_store_up", ()] == 0
     assert len(d.simulators["fulu"].ledger) == submits  # nothing left without its attempt recorded
 
     redis_server.start()
@@ -130,3 +132,4 @@ async def test_redis_down_refuses_with_503_and_the_gateway_comes_back_by_itself(
     assert (status, order["status"]) == (201, "succeeded")
     async with ClientSession() as session, session.get(admin + "/readyz") as response:
         assert response.status == 200
+    assert (await scrape(d))["gateway_store_up", ()] == 1
