@@ -8,6 +8,9 @@ CPU per order is read from /proc for the proxy and gateway processes alone, so t
 and the simulator do not count. Loopback only; bounded in orders and time. Usage:
 
     .venv/bin/python bench/run.py [--orders 3000] [--concurrency 32] [--store sqlite|memory]
+
+With `--soak MINUTES --rate N` it runs the soak instead (bench/soak.py): orders at N/s for MINUTES
+through the demo configuration, the gateway's RSS sampled every 15 s, and KB per order after a warm-up.
 """
 
 from __future__ import annotations
@@ -338,7 +341,36 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats to FILE")
+    soak_options = parser.add_argument_group("soak")
+    soak_options.add_argument(
+        "--soak", type=float, metavar="MINUTES", help="run the soak for MINUTES instead"
+    )
+    soak_options.add_argument("--rate", type=float, default=200.0, help="soak orders per second")
+    soak_options.add_argument(
+        "--warmup",
+        type=float,
+        metavar="SECONDS",
+        help="soak seconds before growth counts (default: the nonce window, 300, or half the soak)",
+    )
+    soak_options.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "gateway.yaml",
+        help="soak suppliers, products and knobs from this file (all simulated; default: the demo's)",
+    )
+    soak_options.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace the gateway's allocations (FRAMES deep) and report the top growers after the warm-up",
+    )
     args = parser.parse_args()
+    if args.soak is not None:
+        from soak import soak  # bench/ is on the path: this file runs as a script
+
+        asyncio.run(soak(args.soak, args.rate, args.store, args.warmup, args.tracemalloc, args.config))
+        return
     asyncio.run(run(args.orders, args.concurrency, args.store, args.profile))
 
 

@@ -382,7 +382,9 @@ class Simulator:
         forged_sent: int = 0,
         forged_acknowledged: int = 0,
     ) -> None:
-        entry = self.ledger[upstream_order_id]
+        entry = self.ledger.get(upstream_order_id)
+        if entry is None:
+            return  # settled long ago and forgotten (Ledger's max_settled): nothing left to count on
         self.ledger.update(
             upstream_order_id,
             callbacks_sent=entry.callbacks_sent + sent,

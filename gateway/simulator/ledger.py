@@ -6,12 +6,18 @@ Owns the records and the questions tests ask of them; it decides nothing and spe
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from gateway.simulator.faults import Fault
+
+DEFAULT_MAX_SETTLED: Final = 10_000
+"""Settled entries a ledger keeps: about 6 MB; hours of a demo, a minute or two of a soak at full speed,
+far more than any test. Forgetting rarely matters to the gateway: "not found" counts as not executed
+only for a submit whose answer it never saw, and it queries those from its next sweep on."""
 
 
 class ChargeState(StrEnum):
@@ -52,6 +58,11 @@ class LedgerEntry:
     forged_callbacks_acknowledged: int = 0  # of those, how many the gateway acknowledged
 
     @property
+    def settled(self) -> bool:
+        """Whether nothing more happens to this order: never charged, or charged to a final state."""
+        return not self.charged or self.state.final
+
+    @property
     def delivers(self) -> bool:
         """Whether this entry puts value on the account: charged and not (yet) failed."""
         return self.charged and self.state is not ChargeState.FAILED
@@ -65,13 +76,24 @@ class LedgerEntry:
 
 
 class Ledger:
-    """Entries by upstream order id, in the order they were first submitted."""
+    """Entries by upstream order id, in the order they were first submitted.
 
-    __slots__ = ("_changed", "_entries")
+    Keeps every entry still charging and the latest `max_settled` settled ones, forgetting the
+    earliest settled first (as a supplier archives old orders), so a long demo stays bounded. A
+    forgotten id is as if never submitted: queries do not find it and a resubmit is not refused as
+    a duplicate. `forgotten` counts them: an audit of the whole run needs it to be 0.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_changed", "_entries", "_max_settled", "_settled", "forgotten")
+
+    def __init__(self, max_settled: int = DEFAULT_MAX_SETTLED) -> None:
+        if max_settled < 1:
+            raise ValueError("a ledger keeps at least one settled entry")
         self._entries: dict[str, LedgerEntry] = {}
+        self._settled: deque[str] = deque()  # ids of settled entries, earliest settled first
+        self._max_settled = max_settled
         self._changed = asyncio.Event()
+        self.forgotten = 0
 
     def get(self, upstream_order_id: str) -> LedgerEntry | None:
         return self._entries.get(upstream_order_id)
@@ -112,14 +134,30 @@ class Ledger:
         if entry.upstream_order_id in self._entries:
             raise KeyError(f"{entry.upstream_order_id!r} is already in the ledger")
         self._entries[entry.upstream_order_id] = entry
+        if entry.settled:
+            self._settle(entry.upstream_order_id)
         self._notify()
         return entry
 
     def update(self, upstream_order_id: str, **changes: Any) -> LedgerEntry:
-        entry = replace(self._entries[upstream_order_id], **changes)
+        """Change the entry of `upstream_order_id`; KeyError if there is none (or it was forgotten)."""
+        before = self._entries[upstream_order_id]
+        entry = replace(before, **changes)
         self._entries[upstream_order_id] = entry
+        if entry.settled and not before.settled:
+            self._settle(upstream_order_id)
         self._notify()
         return entry
+
+    def _settle(self, upstream_order_id: str) -> None:
+        settled = self._settled
+        settled.append(upstream_order_id)
+        while len(settled) > self._max_settled:
+            oldest = settled.popleft()
+            entry = self._entries.get(oldest)
+            if entry is not None and entry.settled:  # else it is queued again when it settles again
+                del self._entries[oldest]
+                self.forgotten += 1
 
     async def wait_for(self, predicate: Callable[[Ledger], bool]) -> None:
         """Until `predicate(ledger)` holds; bound it with `asyncio.timeout`."""

@@ -9,8 +9,12 @@ from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from gateway.simulator.faults import Fault
+
+DEFAULT_CAPACITY: Final = 20_000
+"""Requests a log keeps: about 2 MB; far more than any test's windows ask about."""
 
 
 class Operation(StrEnum):
@@ -36,7 +40,7 @@ class RequestLog:
 
     __slots__ = ("_requests",)
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self._requests: deque[LoggedRequest] = deque(maxlen=capacity)
 
     def record(self, at: float, operation: Operation, fault: Fault | None = None) -> None:

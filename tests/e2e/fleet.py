@@ -327,6 +327,8 @@ def audit(
             f"{name}: upstream id {e.upstream_order_id} submitted {e.submissions} times"
             for e in ledger.duplicates()
         )
+        if ledger.forgotten:  # an audit over a ledger that dropped entries would prove nothing
+            problems.append(f"{name}: the ledger forgot {ledger.forgotten} settled entries")
     return problems
 
 

@@ -126,3 +126,44 @@ def test_the_opposite_of_an_entry_is_what_a_forger_claims(state: ChargeState, op
     assert original.opposite().state is opposite
     assert original.opposite().delivered_cents is None
     assert original.opposite().upstream_order_id == "A"
+
+
+def test_the_ledger_forgets_the_earliest_settled_entries_beyond_its_bound() -> None:
+    ledger = Ledger(max_settled=2)
+    ledger.add(entry("A"))  # charging: kept whatever the bound
+    ledger.add(entry("B", state=ChargeState.SUCCEEDED))
+    ledger.add(entry("C", charged=False, state=ChargeState.NOT_CHARGED))  # refused: settled at once
+    assert ledger.forgotten == 0
+    ledger.add(entry("D", state=ChargeState.FAILED))
+    assert "B" not in ledger
+    assert ledger.forgotten == 1
+    ledger.update("A", state=ChargeState.SUCCEEDED)  # settles last, so it outlives C
+    assert [e.upstream_order_id for e in ledger.entries()] == ["A", "D"]
+    assert ledger.forgotten == 2
+    with pytest.raises(KeyError):
+        ledger.update("B", submissions=2)
+    ledger.add(entry("B"))  # a forgotten id is as if never submitted
+    assert ledger["B"].state is ChargeState.CHARGING
+
+
+def test_an_entry_still_charging_is_never_forgotten() -> None:
+    ledger = Ledger(max_settled=1)
+    ledger.add(entry("open"))
+    for i in range(100):
+        ledger.add(entry(f"done-{i}", state=ChargeState.SUCCEEDED))
+        ledger.update(f"done-{i}", callbacks_sent=1)  # changes to a settled entry do not queue it again
+    assert [e.upstream_order_id for e in ledger.entries()] == ["open", "done-99"]
+    assert ledger.forgotten == 99
+    assert len(ledger._settled) == 1
+
+
+def test_the_ledger_and_request_log_defaults_hold_a_test_run_whole() -> None:
+    ledger, log = Ledger(), RequestLog()
+    for i in range(5000):
+        ledger.add(entry(f"U{i}", state=ChargeState.SUCCEEDED))
+        log.record(float(i), Operation.SUBMIT)
+    assert len(ledger) == 5000
+    assert ledger.forgotten == 0
+    assert len(log) == 5000
+    with pytest.raises(ValueError, match="at least one"):
+        Ledger(max_settled=0)
