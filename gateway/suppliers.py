@@ -29,6 +29,7 @@ from gateway.store import StoreError
 
 log = get_logger(__name__)
 HEALTH_WINDOW_SECONDS: Final = 60.0
+QUERY_MAX_WAIT_SECONDS: Final = 10.0
 THROTTLE_BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 ANSWERED: Final = frozenset({Outcome.PROCESSING, Outcome.SUCCEEDED, Outcome.PARTIAL})
 DELIVERED_OUTCOMES: Final = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL})
@@ -132,6 +133,10 @@ class Supplier:
         """Let one request through the gate, waiting at most `max_wait` for a rate-limit slot.
 
         Queries skip the breaker: following up an order matters most when the supplier is unwell.
+        They also wait longer for their slot (`QUERY_MAX_WAIT_SECONDS`): a rush of submits, each
+        refused after `max_wait`, would otherwise take every slot and starve the queries that settle
+        unknown outcomes and confirm callbacks. A query waiting in line holds a later slot, so
+        submits beyond it are refused and go elsewhere: the supplier's limit holds for both.
         """
         if self.disabled and not for_query:
             return Refusal.DISABLED
@@ -147,7 +152,7 @@ class Supplier:
         self.inflight += 1
         self.admissions += 1
         try:
-            waited = await self.limiter.acquire()
+            waited = await self.limiter.acquire(max_wait=QUERY_MAX_WAIT_SECONDS if for_query else None)
         except StoreError:
             self.inflight -= 1
             self._give_back(probe)

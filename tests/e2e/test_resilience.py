@@ -160,7 +160,8 @@ async def test_a_saturated_supplier_is_skipped(gateway: Gateway) -> None:
 
 
 async def test_reconciliation_queries_take_rate_limit_slots_too(gateway: Gateway) -> None:
-    limit = {"rate": 1, "per": "10s", "burst": 0, "max_wait": "0s"}
+    # One request a minute: the next slot is further away than even a query waits in line for.
+    limit = {"rate": 1, "per": "60s", "burst": 0, "max_wait": "0s"}
     d = await gateway(
         {
             "one": SupplierSpec(
@@ -172,7 +173,7 @@ async def test_reconciliation_queries_take_rate_limit_slots_too(gateway: Gateway
     assert order["reason"] == "outcome_unknown"
     assert (await d.runtime.reconciler.sweep()).queried == 0
     assert len(d.simulators["one"].requests) == 1  # the submit used the only slot: the query waits
-    d.clock.advance(10)
+    d.clock.advance(60)
     await d.runtime.reconciler.sweep()
     assert len(d.simulators["one"].requests) == 2
     assert (await d.shop.get("Q-1"))[1]["status"] == "succeeded"

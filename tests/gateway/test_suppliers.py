@@ -174,3 +174,19 @@ async def test_an_unreachable_shared_limit_admits_nothing_and_keeps_no_slot(
         await supplier.abandon(await permit(supplier))  # back by itself once Redis is
     finally:
         await client.aclose()
+
+
+async def test_a_query_waits_in_line_where_a_submit_is_refused(
+    supplier: Supplier, clock: ManualClock
+) -> None:
+    """Submits refused after max_wait (0 s here) must not starve queries: a query takes the next slot."""
+    admitted = [await permit(supplier), await permit(supplier)]  # rate 10/s with a burst of 1
+    for done in admitted:
+        await supplier.finish(done, reply(Verdict.PROCESSING), sent=True, seconds=0.01)
+    assert await supplier.admit() is Refusal.RATE_LIMITED  # the next slot is 0.1 s away
+    query = await supplier.admit(for_query=True)  # waits for it
+    assert isinstance(query, Permit)
+    await supplier.finish(query, reply(Verdict.PROCESSING), sent=True, seconds=0.01)
+    clock.advance(0.1)
+    # That slot was the query's: a submit now would have had it, and must wait for the next.
+    assert await supplier.admit() is Refusal.RATE_LIMITED
