@@ -29,7 +29,7 @@ from gateway.middleware import json_response
 from gateway.order import OrderStatus, Reason
 from gateway.reconfiguration import reload_from_file
 from gateway.runtime import RUNTIME, Runtime
-from gateway.store import StoreError
+from gateway.store import StoreError, redact_url
 from gateway.suppliers import Supplier
 from gateway.views import operator_view
 
@@ -117,7 +117,12 @@ def _supplier(runtime: Runtime, name: str) -> Supplier:
 @routes.get("/admin/suppliers")
 async def list_suppliers(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    return json_response({"suppliers": [_supplier_view(s) for s in runtime.suppliers.values()]})
+    # Breaker state, health and in-flight counts are this instance's own: say which one answered,
+    # and on which store (its password masked), for operators running several behind one address.
+    instance = {"id": runtime.instance_id, "store": redact_url(runtime.config.store)}
+    return json_response(
+        {"instance": instance, "suppliers": [_supplier_view(s) for s in runtime.suppliers.values()]}
+    )
 
 
 @routes.post("/admin/suppliers/{name}/disable")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -46,6 +49,11 @@ class Runtime:
     events: EventBus
     # One reload at a time: a reload checks the store, then applies, and must not interleave with another.
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Which instance this is, among those sharing a store: host name, process id, and a few random
+    # characters for two gateways built in one process (as the tests do).
+    instance_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    )
 
 
 RUNTIME: Final = web.AppKey("runtime", Runtime)

@@ -161,3 +161,24 @@ async def test_redis_down_refuses_with_503_and_the_gateway_comes_back_by_itself(
     async with ClientSession() as session, session.get(admin + "/readyz") as response:
         assert response.status == 200
     assert (await scrape(d))["gateway_store_up", ()] == 1
+
+
+async def test_admin_suppliers_says_which_instance_answered(gateway: Gateway, redis_url: str) -> None:
+    instances, _, cleanups = await two_instances(gateway, redis_url)
+    try:
+        seen = []
+        for d in instances:
+            async with (
+                ClientSession() as session,
+                session.get(
+                    admin_url(d) + "/admin/suppliers", headers={"Authorization": "Bearer admin-token"}
+                ) as response,
+            ):
+                body = await response.json()
+            seen.append(body["instance"]["id"])
+            assert body["instance"]["store"] == redis_url  # no password in it to mask here
+            assert [s["name"] for s in body["suppliers"]] == ["fulu"]
+        assert len(set(seen)) == 2
+    finally:
+        for cleanup in reversed(cleanups):
+            await cleanup()
