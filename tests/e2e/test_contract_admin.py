@@ -36,7 +36,7 @@ async def suppliers(d: Deployment) -> dict[str, dict[str, Any]]:
     ):
         assert response.status == 200
         body = await response.json()
-    assert set(body) == {"suppliers"}
+    assert set(body) == {"instance", "suppliers"}  # which instance answered: see test_instances
     listed = {s["name"]: s for s in body["suppliers"]}
     assert len(listed) == len(body["suppliers"])
     for view in listed.values():
