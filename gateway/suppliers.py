@@ -29,7 +29,7 @@ from gateway.store import StoreError
 
 log = get_logger(__name__)
 HEALTH_WINDOW_SECONDS: Final = 60.0
-QUERY_MAX_WAIT_SECONDS: Final = 10.0
+QUERY_EXTRA_WAIT_SECONDS: Final = 1.0
 THROTTLE_BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 ANSWERED: Final = frozenset({Outcome.PROCESSING, Outcome.SUCCEEDED, Outcome.PARTIAL})
 DELIVERED_OUTCOMES: Final = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL})
@@ -133,10 +133,11 @@ class Supplier:
         """Let one request through the gate, waiting at most `max_wait` for a rate-limit slot.
 
         Queries skip the breaker: following up an order matters most when the supplier is unwell.
-        They also wait longer for their slot (`QUERY_MAX_WAIT_SECONDS`): a rush of submits, each
-        refused after `max_wait`, would otherwise take every slot and starve the queries that settle
-        unknown outcomes and confirm callbacks. A query waiting in line holds a later slot, so
-        submits beyond it are refused and go elsewhere: the supplier's limit holds for both.
+        They also wait a little longer for their slot than submits (`max_wait` plus two intervals of
+        the limit, at most `QUERY_EXTRA_WAIT_SECONDS` more): submits reserve slots at most `max_wait`
+        ahead, so in a rush they would take every slot and starve the queries that settle unknown
+        outcomes and confirm callbacks; a query reaching just past them always finds one. It never
+        waits out a supplier's own pause (that is longer): the next sweep asks again.
         """
         if self.disabled and not for_query:
             return Refusal.DISABLED
@@ -152,7 +153,7 @@ class Supplier:
         self.inflight += 1
         self.admissions += 1
         try:
-            waited = await self.limiter.acquire(max_wait=QUERY_MAX_WAIT_SECONDS if for_query else None)
+            waited = await self.limiter.acquire(max_wait=self._query_wait if for_query else None)
         except StoreError:
             self.inflight -= 1
             self._give_back(probe)
@@ -168,6 +169,11 @@ class Supplier:
         if probe is None:
             return Permit(_NO_PROBE, counts_for_breaker=False)
         return Permit(probe, counts_for_breaker=True)
+
+    @property
+    def _query_wait(self) -> float:
+        limit = self.config.rate_limit
+        return limit.max_wait + min(2 * limit.per / limit.rate, QUERY_EXTRA_WAIT_SECONDS)
 
     async def abandon(self, permit: Permit) -> None:
         """The admitted request will not be sent after all: its slot and probe go back."""
