@@ -233,13 +233,19 @@ def resolve(order: Order, *, status: OrderStatus, note: str, now: float) -> Orde
 def submit_lost(order: Order, upstream_order_id: str, *, now: float) -> Order:
     """A submit whose end nobody saw (the process died, or its task did): its outcome is unknown.
 
-    The "not found" grace then counts from now, which is no earlier than when the submit ended.
+    Its end stays unrecorded, so "not found" counts from one grace after it started (see
+    `_effective_outcome`), never from now: with several instances, the one recovering may run
+    while another still has that submit on the wire.
     """
     index = _attempt_index(order, upstream_order_id)
     attempt = order.attempts[index]
-    if attempt.outcome is not Outcome.UNKNOWN or attempt.submit_ended_at is not None:
+    if (
+        attempt.outcome is not Outcome.UNKNOWN
+        or attempt.submit_ended_at is not None
+        or order.reason in (Reason.OUTCOME_UNKNOWN, Reason.MANUAL_REVIEW)
+    ):
         return order
-    return _unknown_now(order, index, replace(attempt, submit_ended_at=now), now)
+    return _unknown_now(order, index, attempt, now)
 
 
 def public_message(reply: SupplierReply) -> str | None:

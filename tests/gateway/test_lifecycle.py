@@ -129,10 +129,14 @@ def test_a_submit_whose_end_nobody_saw_waits_a_timeout_more() -> None:
     _, early = apply(order, not_found(), now=NOW + 119, source=Source.QUERY)
     _, late = apply(order, not_found(), now=NOW + 120, source=Source.QUERY)
     assert (early, late) == (Next.UNCHANGED, Next.TRY_NEXT_OFFER)
-    recovered = submit_lost(order, upstream_order_id(UID, 1), now=NOW + 200)
+    # Recovery says the outcome is unknown, but not when the submit ended: another instance may
+    # still have it on the wire, so the grace keeps counting from one grace after the start.
+    recovered = submit_lost(order, upstream_order_id(UID, 1), now=NOW + 1)
     assert recovered.reason is Reason.OUTCOME_UNKNOWN
-    _, after_recovery = apply(recovered, not_found(), now=NOW + 259, source=Source.QUERY)
-    assert after_recovery is Next.UNCHANGED
+    assert recovered.attempts[0].submit_ended_at is None
+    _, soon_after = apply(recovered, not_found(), now=NOW + 62, source=Source.QUERY)
+    assert soon_after is Next.UNCHANGED
+    assert submit_lost(recovered, upstream_order_id(UID, 1), now=NOW + 2) is recovered
 
 
 @pytest.mark.parametrize(
