@@ -32,6 +32,7 @@ from gateway.reconciler import Reconciler
 from gateway.redisrate import RedisRateState
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
+from gateway.schedule import CheckSchedule
 from gateway.simulation import SimulatorFarm
 from gateway.store import Store, StoreError, open_store
 from gateway.store.redis import RedisStore
@@ -120,7 +121,8 @@ def _runtime_context(
             suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=rate_state)
             router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
-            changes = OrderChanges(store)
+            schedule = CheckSchedule(config.orders)
+            changes = OrderChanges(store, schedule)
             orders = OrderService(
                 config=config.orders,
                 catalog=catalog,
@@ -140,6 +142,7 @@ def _runtime_context(
                 upstream=upstream,
                 orders=orders,
                 changes=changes,
+                schedule=schedule,
                 clock=clock,
                 rng=rng,
             )
@@ -177,7 +180,7 @@ def _runtime_context(
                 auth=auth,
                 events=events,
             )
-            resumed = await orders.recover()
+            resumed = await orders.recover(exclusive=not isinstance(store, RedisStore))
             log.info(
                 "gateway_started", suppliers=len(suppliers), products=len(catalog.products), resumed=resumed
             )

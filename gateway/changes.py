@@ -4,7 +4,8 @@ A change function is given the latest stored order and checks its own preconditi
 returns None when they no longer hold, and nothing is saved. A save that lost a race (another
 worker or instance moved the order first) is retried on a fresh read, so a change is always judged
 on what the store holds. The cache of orders being worked on and the per-order locks only spare
-reads and retries: the store's version check is what makes a change safe.
+reads and retries: the store's version check is what makes a change safe. Every save also stores
+when the reconciler should next look at the order (`schedule.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 from gateway.lifecycle import Transition
 from gateway.locks import KeyedLocks
 from gateway.order import Order
+from gateway.schedule import CheckSchedule
 from gateway.store import StaleOrder, Store
 
 SAVE_RETRIES: Final = 5
@@ -31,14 +33,19 @@ so it must not block or await."""
 class OrderChanges:
     """Reads, changes and saves orders one at a time per order, and tells listeners what was saved."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, schedule: CheckSchedule) -> None:
         self._store = store
+        self._schedule = schedule
         self._locks = KeyedLocks()
         self._open: dict[str, Order] = {}  # latest saved version of processing orders seen here
         self._listeners: list[ChangeListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def scheduled(self, order: Order) -> Order:
+        """`order` with its next check time, as it must be stored."""
+        return replace(order, check_at=self._schedule.check_at(order))
 
     def created(self, order: Order) -> None:
         """A new order was stored (by `Store.create_order`): listeners hear of it like of a change."""
@@ -67,7 +74,7 @@ class OrderChanges:
                 if changed is None or changed is order:
                     return None
                 try:
-                    saved = await self._store.save_order(changed)
+                    saved = await self._store.save_order(self.scheduled(changed))
                 except StaleOrder:
                     self._open.pop(uid, None)  # another worker moved it: read it again
                     continue

@@ -127,6 +127,9 @@ class Order:
     attempts: tuple[Attempt, ...] = ()
     incidents: tuple[Incident, ...] = ()
     notification: Notification | None = None
+    # When the reconciler should next look at this processing order (see schedule.py); stores index
+    # it and hand due orders out under a claim. None once final.
+    check_at: float | None = None
     version: int = 0  # bumped on every save; stores refuse a save from a stale version
 
     @property
@@ -136,6 +139,11 @@ class Order:
     @property
     def last_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def check_time(self) -> float:
+        """`check_at` as stores index it: an open order that was never scheduled is due at once."""
+        return 0.0 if self.check_at is None else self.check_at
 
     @property
     def deciding_attempt(self) -> Attempt | None:
@@ -204,6 +212,7 @@ def to_document(order: Order) -> dict[str, Any]:
             for i in order.incidents
         ],
         "notification": _notification_document(order.notification),
+        "check_at": order.check_at,
     }
 
 
@@ -287,4 +296,6 @@ def from_document(doc: Mapping[str, Any]) -> Order:
             for i in doc["incidents"]
         ),
         notification=_notification_from(doc.get("notification")),
+        # Written before checks were scheduled: due now, so the next sweep looks and reschedules it.
+        check_at=doc.get("check_at", 0.0 if doc["status"] == OrderStatus.PROCESSING.value else None),
     )

@@ -146,7 +146,7 @@ class OrderService:
         )
         begun = self._begin(order, offer, expected_attempts=0)
         assert begun is not None  # noqa: S101 (a new order has no attempt)
-        order = begun
+        order = self._changes.scheduled(begun)
         try:
             stored, created = await self._store.create_order(order)
         except BaseException:
@@ -493,24 +493,39 @@ class OrderService:
             # The order stays as last saved; start-up recovery and reconciliation pick it up.
             log.exception("order_task_failed")
 
-    async def recover(self) -> int:
-        """At start-up: resume orders that a previous process left between attempts."""
+    async def recover(self, *, exclusive: bool) -> int:
+        """At start-up: count the open orders into the gauges; alone on the store, also resume them.
+
+        A process alone on its store (memory, SQLite) knows that nobody else is routing or sending
+        anything: every order between attempts is resumed and every submit under way is lost, now.
+        On a shared store another instance may be doing either, so orders are left to the
+        reconciler's claims, which see an order as orphaned only once it has been quiet for a while.
+        Returns how many orders were resumed.
+        """
         resumed = 0
         for order in await self._store.processing_orders(limit=100_000):
-            reason = order.reason
-            if reason in self._metrics.processing:
-                self._metrics.processing[reason] += 1
-            last = order.last_attempt
+            if order.reason in self._metrics.processing:
+                self._metrics.processing[order.reason] += 1
             product = self._catalog.products.get(order.request.product)
-            if product is None:
+            if not exclusive or product is None:
                 continue
             if certainly_uncharged(order):
                 resumed += self.resume(order.uid, product)
-            elif last is not None and not last.replied and last.submit_ended_at is None:
-                # Sent (or about to be) when the process died: only a query may tell what happened.
-                lost = partial(submit_lost, upstream_order_id=last.upstream_order_id, now=self._clock.now())
-                await self.transition(order.uid, _step(lost, Next.AWAIT_RESULT))
+            else:
+                await self.lost_submit(order)
         return resumed
+
+    async def lost_submit(self, order: Order) -> None:
+        """Mark the last attempt's submit lost if it never ended and nobody here is sending it.
+
+        Its process died mid-send (or its task did): only a query may tell what happened. Another
+        instance may still have it on the wire; `submit_lost` keeps that harmless (see lifecycle).
+        """
+        last = order.last_attempt
+        if order.uid in self._routing or last is None or last.replied or last.submit_ended_at is not None:
+            return
+        lost = partial(submit_lost, upstream_order_id=last.upstream_order_id, now=self._clock.now())
+        await self.transition(order.uid, _step(lost, Next.AWAIT_RESULT))
 
     async def close(self, grace_seconds: float = 5.0) -> None:
         """Let in-flight work finish for a moment; what is cut off is recovered at the next start."""

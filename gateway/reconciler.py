@@ -1,10 +1,13 @@
 """Following orders that have no final result yet: query their suppliers, apply what they say.
 
-An attempt whose outcome is unknown is queried at every sweep; one that was accepted (processing)
-once it is older than `reconcile_after`; one whose callback claimed a failure at once, to confirm
-it. An order waiting between attempts with nobody routing it (its router died) is routed on.
-Queries are batched where the protocol allows. What the answers mean is decided in `lifecycle.py`,
-through the order service, as for callbacks.
+Each sweep claims the orders whose stored check time has come (`schedule.py`, `Store.claim_checks`),
+so that with several instances on one store each order is looked at by one of them, and an order
+whose instance died comes due for another. For each claimed order: past `manual_review_after` it
+goes to manual review; waiting between attempts with nobody routing it (its router died) it is
+routed on; a submit whose end nobody saw is marked lost; an attempt whose outcome is unknown, or
+accepted and older than `reconcile_after`, is queried; one whose callback claimed a failure is
+queried at once, to confirm it. Queries are batched where the protocol allows. What the answers
+mean is decided in `lifecycle.py`, through the order service, as for callbacks.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from gateway.lifecycle import OPEN_OUTCOMES, Source, certainly_uncharged
 from gateway.logs import get_logger
 from gateway.order import Attempt, Order, Reason
 from gateway.orders import OrderService
+from gateway.schedule import CheckSchedule
 from gateway.store import Store
 from gateway.suppliers import Permit, Supplier
 from gateway.upstream import Upstream
@@ -50,6 +54,7 @@ class Reconciler:
         upstream: Upstream,
         orders: OrderService,
         changes: OrderChanges,
+        schedule: CheckSchedule,
         clock: Clock,
         rng: random.Random,
     ) -> None:
@@ -59,48 +64,61 @@ class Reconciler:
         self._upstream = upstream
         self._orders = orders
         self._changes = changes
+        self._schedule = schedule
         self._clock = clock
         self._rng = rng
         self._tasks: set[asyncio.Task[None]] = set()
 
     def reconfigure(self, config: OrdersConfig) -> None:
         self._config = config
+        self._schedule.reconfigure(config)
 
     async def run(self) -> None:
-        """Sweep every `reconcile_every`, with jitter so that instances and suppliers are not hit in step."""
+        """Sweep at once (a restart finds what the last process left), then every `reconcile_every`,
+        with jitter so that instances and suppliers are not hit in step."""
         while True:
-            period = self._config.reconcile_every
-            await asyncio.sleep(period * (0.8 + 0.4 * self._rng.random()))
             try:
                 await self.sweep()
             except Exception:
                 log.exception("reconcile_sweep_failed")
+            period = self._config.reconcile_every
+            await asyncio.sleep(period * (0.8 + 0.4 * self._rng.random()))
 
     async def sweep(self) -> SweepReport:
-        """One pass over every order not yet final."""
+        """One pass over the orders due for a check, claimed for this instance."""
         now = self._clock.now()
+        until = now + self._schedule.lease_seconds
+        claimed = await self._store.claim_checks(now, until=until, limit=SWEEP_LIMIT)
         due: dict[str, list[Attempt]] = defaultdict(list)
         reviews = rerouted = 0
-        for order in await self._store.processing_orders(limit=SWEEP_LIMIT):
+        for order in claimed:
+            acted = False
             if (
                 now - order.created_at >= self._config.manual_review_after
                 and order.reason is not Reason.MANUAL_REVIEW
             ):
                 reviews += await self._to_manual_review(order)
-            if certainly_uncharged(order) and now - order.updated_at >= self._config.reconcile_after:
-                # Between attempts for a while: whoever was routing it is gone (a store error, a
-                # lost task). Routing on is safe; a live router elsewhere wins the attempt's save.
-                rerouted += await self._orders.route_on(order)
-                continue
+                acted = True
             attempt = order.last_attempt
-            if (
-                attempt is None
-                or attempt.outcome not in OPEN_OUTCOMES
-                or attempt.supplier not in self._suppliers
+            overdue = attempt is not None and now - attempt.started_at >= self._config.reconcile_after
+            if certainly_uncharged(order):
+                if now - order.updated_at >= self._config.reconcile_after:
+                    # Between attempts for a while: whoever was routing it is gone (a store error, a
+                    # lost task, a dead instance). Routing on is safe; a live router wins the save.
+                    rerouted += await self._orders.route_on(order)
+                    acted = True
+            elif (
+                attempt is not None
+                and attempt.outcome in OPEN_OUTCOMES
+                and attempt.supplier in self._suppliers
+                and (attempt.outcome is Outcome.UNKNOWN or overdue)
             ):
-                continue
-            if attempt.outcome is Outcome.UNKNOWN or now - attempt.started_at >= self._config.reconcile_after:
+                if overdue:
+                    await self._orders.lost_submit(order)
                 due[attempt.supplier].append(attempt)
+                acted = True
+            if not acted:
+                await self._reschedule(order)
         # Batches go out side by side, each supplier still within its own rate limit: after an
         # outage one query at a time would take (orders waiting) x (query latency) to drain.
         slots = asyncio.Semaphore(QUERY_CONCURRENCY)
@@ -188,6 +206,17 @@ class Reconciler:
             )
             settled += reply.outcome not in OPEN_OUTCOMES
         return asked, settled
+
+    async def _reschedule(self, order: Order) -> None:
+        """An order claimed with nothing to do came due by a stale time (settings reloaded, a store
+        written by an older version): save it with its proper time, or it would come due again at
+        every claim's end. An order whose stored time is right is left alone: no write."""
+
+        def scheduled(current: Order) -> Order | None:
+            return replace(current) if current.check_at != self._schedule.check_at(current) else None
+
+        if order.check_at != self._schedule.check_at(order):
+            await self._changes.update(order.uid, scheduled)
 
     async def _to_manual_review(self, order: Order) -> int:
         def review(current: Order) -> Order | None:

@@ -64,6 +64,17 @@ class Store(Protocol):
         """Orders whose shop notification is due by `now`, soonest first: the outbox."""
         ...
 
+    async def claim_checks(self, now: float, until: float, limit: int = 1000) -> Sequence[Order]:
+        """Claim up to `limit` processing orders whose check time (`Order.check_time`) is due by `now`.
+
+        Atomic per order: each due order is handed to one caller, whose claim moves its stored check
+        time to `until` without changing the order or its version; the next save of the order sets
+        the time anew. Returned as stored, roughly soonest due first. A backend that spreads orders
+        over shards claims a share of `limit` in each, so it may hand out fewer than `limit` while
+        more are due (the next call takes them), or up to a share per shard more.
+        """
+        ...
+
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         """Remember `nonce` for `shop` until `expires_at`; False if it is remembered beyond `now`.
 

@@ -21,13 +21,14 @@ def _recency(order: Order) -> tuple[float, str]:
 class MemoryStore:
     """The `Store` for tests, demos and single runs; keeps the frozen orders it is given, uncopied."""
 
-    __slots__ = ("_by_key", "_by_uid", "_closed", "_nonces", "_notify_due", "_processing")
+    __slots__ = ("_by_key", "_by_uid", "_checks", "_closed", "_nonces", "_notify_due", "_processing")
 
     def __init__(self) -> None:
         self._by_uid: dict[str, Order] = {}
         self._by_key: dict[tuple[str, str], str] = {}
         self._processing: set[str] = set()
         self._notify_due: dict[str, float] = {}  # the outbox: uid -> when its notification is due
+        self._checks: dict[str, float] = {}  # uid -> when the reconciler should look (or a claim ends)
         self._nonces = NonceBook()
         self._closed = False
 
@@ -47,7 +48,7 @@ class MemoryStore:
         self._by_key[key] = order.uid
         if not order.status.final:
             self._processing.add(order.uid)
-        self._track_notification(order)
+        self._track(order)
         return order, True
 
     async def save_order(self, order: Order) -> Order:
@@ -63,15 +64,19 @@ class MemoryStore:
             self._processing.discard(order.uid)
         else:
             self._processing.add(order.uid)
-        self._track_notification(saved)
+        self._track(saved)
         return saved
 
-    def _track_notification(self, order: Order) -> None:
+    def _track(self, order: Order) -> None:
         due = order.notification.due_at if order.notification is not None else None
         if due is None:
             self._notify_due.pop(order.uid, None)
         else:
             self._notify_due[order.uid] = due
+        if order.status.final:
+            self._checks.pop(order.uid, None)
+        else:
+            self._checks[order.uid] = order.check_time
 
     async def get_order(self, shop: str, order_id: str) -> Order | None:
         self._check_open()
@@ -113,6 +118,13 @@ class MemoryStore:
         self._check_open()
         due = ((at, uid) for uid, at in self._notify_due.items() if at <= now)
         return [self._by_uid[uid] for _, uid in heapq.nsmallest(max(limit, 0), due)]
+
+    async def claim_checks(self, now: float, until: float, limit: int = 1000) -> Sequence[Order]:
+        self._check_open()
+        due = heapq.nsmallest(max(limit, 0), ((at, uid) for uid, at in self._checks.items() if at <= now))
+        for _, uid in due:
+            self._checks[uid] = until
+        return [self._by_uid[uid] for _, uid in due]
 
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         self._check_open()

@@ -37,6 +37,7 @@ ORDERS_SCRIPT: Final = _script("redis_orders.lua")
 NONCES_SCRIPT: Final = _script("redis_nonces.lua")
 _CREATE: Final = b"create"
 _SAVE: Final = b"save"
+_CLAIM: Final = b"claim"
 # Redis keeps a nonce this long after its expiry on the caller's clock: the stored expiry decides,
 # this only has to outlast the skew between the gateway instances' clocks and Redis's own.
 NONCE_GRACE_SECONDS: Final = 60.0
@@ -207,6 +208,29 @@ class RedisStore:
         # Entries are `n NUL <due> NUL <uid>...`: everything below `n NUL <now> \x01` is due by `now`.
         return await self._listing(keys.DUE, limit, still_due, upto=keys.DUE + keys.sortable(now) + b"\x01")
 
+    async def claim_checks(self, now: float, until: float, limit: int = 1000) -> Sequence[Order]:
+        """Each shard claims its share of `limit` in one script, every shard at once.
+
+        Soonest due first within a shard; across shards only roughly, which is all a sweep needs.
+        Everything claimed is returned, up to a share per shard (a little over `limit`): an order
+        claimed and not returned would wait out its claim for nothing.
+        """
+        if limit <= 0:
+            return []
+        share = -(-limit // keys.SHARDS)
+        upto = keys.CHECKS + keys.sortable(now) + b"\x01"
+        claimed_until = keys.sortable(until)
+
+        async def claim(shard: int) -> list[bytes]:
+            async with self._boundary("claim checks"):
+                args: list[EncodableT] = [_CLAIM, keys.ORDER_PREFIXES[shard], upto, claimed_until, share]
+                documents: list[bytes] = await self._orders(keys=[keys.INDEX_KEYS[shard]], args=args)
+                return documents
+
+        claimed = await asyncio.gather(*(claim(shard) for shard in range(keys.SHARDS)))
+        orders = [_order(document) for documents in claimed for document in documents]
+        return sorted(orders, key=lambda order: order.check_at or 0.0)
+
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         """Durable as far as the Redis server keeps its data (its own persistence settings)."""
         keep_ms = math.ceil((max(expires_at - now, 0.0) + NONCE_GRACE_SECONDS) * 1000)
@@ -317,8 +341,9 @@ async def _first_entries(
 
 
 def _fields(order: Order, at: keys.OrderKeys, *, version: int | None = None) -> list[EncodableT]:
-    """ARGV[2] to ARGV[9] of `redis_orders.lua` for `order`."""
+    """ARGV[2] to ARGV[10] of `redis_orders.lua` for `order`."""
     due = order.notification.due_at if order.notification is not None else None
+    check = None if order.status.final else order.check_time
     return [
         order.uid,
         order.version if version is None else version,
@@ -327,6 +352,7 @@ def _fields(order: Order, at: keys.OrderKeys, *, version: int | None = None) -> 
         order.reason.value if order.reason is not None else b"",
         keys.sortable(order.updated_at),
         b"" if due is None else keys.sortable(due),
+        b"" if check is None else keys.sortable(check),
         at.entry_tail,
     ]
 

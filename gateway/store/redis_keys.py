@@ -5,9 +5,9 @@ Names only; no I/O. `redis_orders.lua` builds the same listing entries and must 
 Orders are spread over `SHARDS` shards; every key of a shard carries the shard's hash tag, so a
 shard's orders and its listing index always share one Cluster slot and one script can change both:
 
-- `{gw:<shard>:<salt>}:o:<n>:<shop>:<order_id>`: a hash, the order (`d` its document as JSON, `v` its
-  version, `u` its uid, and `s`, `r`, `t`, `n`: status, reason, updated_at and notification due, as
-  they appear in its listing entries). Named by (shop, order_id): its existence *is* the idempotency
+- `{gw:<shard>:<salt>}:o:<n>:<shop>:<order_id>`: a hash, the order (`d` its document as JSON, `v`
+  its version, `u` its uid, and `s`, `r`, `t`, `n`, `c`: status, reason, updated_at, notification due
+  and check time, as in its listing entries). Named by (shop, order_id): its existence *is* the idempotency
   claim, so creating an order is one script on one key's slot. `<n>` is the shop's length in bytes,
   so no shop and order id can spell another pair's name.
 - `{gw:<shard>:<salt>}:i`: a sorted set, every score 0, ordered by its members' bytes: the shard's
@@ -38,10 +38,12 @@ SHARDS: Final = 64
 #   by reason         r NUL <reason> NUL <t> NUL <tail>                  (only with a reason)
 #   status and reason x NUL <status> NUL <reason> NUL <t> NUL <tail>     (only with a reason)
 #   notification due  n NUL <due> NUL <tail>                             (only while one is due)
+#   check due         c NUL <check> NUL <tail>                           (only while processing)
 # where <t> and <due> are `sortable` times and <tail> is `<uid> NUL <order key tail>`. Sorted by bytes,
 # one listing's entries run in (time, uid) order, as SQLite's `ORDER BY updated_at, uid`.
 ALL: Final = b"a\0"
 DUE: Final = b"n\0"
+CHECKS: Final = b"c\0"
 _SORTABLE_LENGTH: Final = 16
 
 
@@ -59,6 +61,7 @@ def _spread_tags() -> tuple[bytes, ...]:
 
 SHARD_TAGS: Final = _spread_tags()
 INDEX_KEYS: Final = tuple(tag + b":i" for tag in SHARD_TAGS)
+ORDER_PREFIXES: Final = tuple(tag + b":o:" for tag in SHARD_TAGS)
 
 
 def sortable(seconds: float) -> bytes:
@@ -78,7 +81,7 @@ def _shard(key_tail: bytes) -> int:
 
 
 def _order_key(key_tail: bytes) -> bytes:
-    return SHARD_TAGS[_shard(key_tail)] + b":o:" + key_tail
+    return ORDER_PREFIXES[_shard(key_tail)] + key_tail
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
--- One order's create or compare-and-set save, with its shard's listing entries, in one atomic step.
+-- One order's create or compare-and-set save, with its shard's listing entries, in one atomic step;
+-- and the claim of a shard's due checks.
 --
 -- Every key is in the order's shard (one hash tag, one Cluster slot); the layout is described in
 -- redis_keys.py, whose listing prefixes must agree with `entries` below. Times arrive as sortable
 -- hex strings and versions as decimal strings, and are only ever compared as strings: Lua's
 -- number-to-string conversion keeps 14 digits and would change them.
 --
+-- create / save:
 -- KEYS[1]   the order's hash, named by (shop, order_id): its existence is the idempotency claim
 -- KEYS[2]   the shard's listing index
 -- KEYS[3]   create on a single server only: the uid index entry `gw:u:<uid>` (on a Cluster it is in
@@ -15,21 +17,50 @@
 -- ARGV[4]   the document to store (JSON)
 -- ARGV[5]   status        ARGV[6]  reason, or ''
 -- ARGV[7]   updated_at    ARGV[8]  notification due, or ''
--- ARGV[9]   the entries' tail: uid NUL the order key's tail
--- ARGV[10]  save: the new version
+-- ARGV[9]   check time (when the reconciler should look), or ''
+-- ARGV[10]  the entries' tail: uid NUL the order key's tail
+-- ARGV[11]  save: the new version
 -- Returns   create: {1} created; {2, document} this very order (same uid) was created before, by a
 --           replayed call; {0, document} another order holds (shop, order_id); {-1} the uid belongs
 --           to another order. save: {1} saved (or this very save was replayed); {0, stored version}
 --           stale; {-1} no such order. Nothing is written unless the answer is {1}.
+--
+-- claim (the reconciler's due checks in one shard; orders and versions are not touched):
+-- KEYS[1]   the shard's listing index
+-- ARGV[1]   "claim"
+-- ARGV[2]   the shard's order key prefix `{tag}:o:`
+-- ARGV[3]   the exclusive upper bound `c NUL <now> \1`: every check entry below it is due
+-- ARGV[4]   the claim's end (sortable), the order's new check time
+-- ARGV[5]   the most orders to claim
+-- Returns   the claimed orders' documents.
+
+if ARGV[1] == 'claim' then
+    local index, prefix, upto, claimed_until = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
+    local due = redis.call('ZRANGE', index, '[c\0', '(' .. upto, 'BYLEX', 'LIMIT', 0, tonumber(ARGV[5]))
+    local documents = {}
+    for _, entry in ipairs(due) do
+        -- c NUL <16 hex digits> NUL <uid> NUL <order key tail>
+        local tail = string.sub(entry, 20)
+        local order = prefix .. string.sub(tail, string.find(tail, '\0', 1, true) + 1)
+        redis.call('ZREM', index, entry)
+        local document = redis.call('HGET', order, 'd')
+        if document then
+            redis.call('ZADD', index, 0, 'c\0' .. claimed_until .. '\0' .. tail)
+            redis.call('HSET', order, 'c', claimed_until)
+            documents[#documents + 1] = document
+        end
+    end
+    return documents
+end
 
 local order = KEYS[1]
 local index = KEYS[2]
 local op = ARGV[1]
 local uid = ARGV[2]
 local document = ARGV[4]
-local status, reason, updated, due, tail = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local status, reason, updated, due, check, tail = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 
-local function entries(s, r, t, n)
+local function entries(s, r, t, n, c)
     local found = {a = 'a\0' .. t .. '\0' .. tail, s = 's\0' .. s .. '\0' .. t .. '\0' .. tail}
     if r ~= '' then
         found.r = 'r\0' .. r .. '\0' .. t .. '\0' .. tail
@@ -38,10 +69,13 @@ local function entries(s, r, t, n)
     if n ~= '' then
         found.n = 'n\0' .. n .. '\0' .. tail
     end
+    if c and c ~= '' then
+        found.c = 'c\0' .. c .. '\0' .. tail
+    end
     return found
 end
 
-local LISTINGS = {'a', 's', 'r', 'x', 'n'}
+local LISTINGS = {'a', 's', 'r', 'x', 'n', 'c'}
 
 -- Only the entries that change are touched: a save that keeps the status and reason moves two or three.
 local function reindex(old, new)
@@ -59,7 +93,8 @@ local function reindex(old, new)
 end
 
 local function store(version)
-    redis.call('HSET', order, 'v', version, 'd', document, 's', status, 'r', reason, 't', updated, 'n', due)
+    redis.call('HSET', order, 'v', version, 'd', document, 's', status, 'r', reason, 't', updated, 'n', due,
+        'c', check)
 end
 
 if op == 'create' then
@@ -79,24 +114,24 @@ if op == 'create' then
     end
     redis.call('HSET', order, 'u', uid)
     store(ARGV[3])
-    reindex({}, entries(status, reason, updated, due))
+    reindex({}, entries(status, reason, updated, due, check))
     return {1}
 end
 
 if op == 'save' then
-    local held = redis.call('HMGET', order, 'u', 'v', 's', 'r', 't', 'n')
+    local held = redis.call('HMGET', order, 'u', 'v', 's', 'r', 't', 'n', 'c')
     if held[1] ~= uid then
         return {-1}
     end
     if held[2] ~= ARGV[3] then
         -- A reply lost after the save landed makes the client send it again: same version, same bytes.
-        if held[2] == ARGV[10] and redis.call('HGET', order, 'd') == document then
+        if held[2] == ARGV[11] and redis.call('HGET', order, 'd') == document then
             return {1}
         end
         return {0, held[2]}
     end
-    reindex(entries(held[3], held[4], held[5], held[6]), entries(status, reason, updated, due))
-    store(ARGV[10])
+    reindex(entries(held[3], held[4], held[5], held[6], held[7]), entries(status, reason, updated, due, check))
+    store(ARGV[11])
     return {1}
 end
 

@@ -138,6 +138,13 @@ class SqliteStore:
         sql = "SELECT document FROM orders WHERE notify_due <= ? ORDER BY notify_due LIMIT ?"
         return await self._submit(lambda db: _all(db, sql, (now, max(limit, 0))), writes=False)
 
+    async def claim_checks(self, now: float, until: float, limit: int = 1000) -> Sequence[Order]:
+        sql = (
+            "UPDATE orders SET check_at = ? WHERE uid IN"
+            " (SELECT uid FROM orders WHERE check_at <= ? ORDER BY check_at LIMIT ?) RETURNING document"
+        )
+        return await self._submit(lambda db: _all(db, sql, (until, now, max(limit, 0))), writes=True)
+
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         """Durable when it returns True: a restarted gateway still refuses the nonce until `expires_at`."""
         if self._closed:
@@ -285,10 +292,18 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(orders)")}
     if columns and "notify_due" not in columns:
         db.execute("ALTER TABLE orders ADD COLUMN notify_due REAL")
+    if columns and "check_at" not in columns:
+        db.execute("ALTER TABLE orders ADD COLUMN check_at REAL")
+        # Open orders of an earlier version are due now: the first sweep looks and reschedules them.
+        db.execute("UPDATE orders SET check_at = 0 WHERE status = ?", (OrderStatus.PROCESSING.value,))
 
 
 def _notify_due(order: Order) -> float | None:
     return order.notification.due_at if order.notification is not None else None
+
+
+def _check_at(order: Order) -> float | None:
+    return None if order.status.final else order.check_time
 
 
 def _store_error(exc: BaseException, doing: str) -> StoreError:
@@ -299,8 +314,9 @@ def _store_error(exc: BaseException, doing: str) -> StoreError:
 
 def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
     cursor = db.execute(
-        "INSERT INTO orders (uid, shop, order_id, status, reason, updated_at, version, notify_due, document)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
+        "INSERT INTO orders"
+        " (uid, shop, order_id, status, reason, updated_at, version, notify_due, check_at, document)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
         (
             order.uid,
             order.shop,
@@ -310,6 +326,7 @@ def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
             order.updated_at,
             order.version,
             _notify_due(order),
+            _check_at(order),
             orjson.dumps(to_document(order)),
         ),
     )
@@ -324,14 +341,15 @@ def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
 def _update_order(db: sqlite3.Connection, order: Order) -> Order:
     saved = replace(order, version=order.version + 1)
     cursor = db.execute(
-        "UPDATE orders SET status = ?, reason = ?, updated_at = ?, version = ?, notify_due = ?, document = ?"
-        " WHERE uid = ? AND version = ?",
+        "UPDATE orders SET status = ?, reason = ?, updated_at = ?, version = ?, notify_due = ?, check_at = ?,"
+        " document = ? WHERE uid = ? AND version = ?",
         (
             saved.status.value,
             saved.reason.value if saved.reason else None,
             saved.updated_at,
             saved.version,
             _notify_due(saved),
+            _check_at(saved),
             orjson.dumps(to_document(saved)),
             order.uid,
             order.version,

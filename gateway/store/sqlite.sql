@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at REAL NOT NULL,
     version    INTEGER NOT NULL,
     notify_due REAL,
+    check_at   REAL,
     document   BLOB NOT NULL,
     UNIQUE (shop, order_id)
 );
@@ -19,6 +20,8 @@ CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, updated_at, uid);
 CREATE INDEX IF NOT EXISTS orders_by_reason ON orders (reason, updated_at, uid);
 -- The notification outbox: only orders with a notice to send are in this index.
 CREATE INDEX IF NOT EXISTS orders_by_notify_due ON orders (notify_due) WHERE notify_due IS NOT NULL;
+-- The reconciler's schedule: only open orders have a check time.
+CREATE INDEX IF NOT EXISTS orders_by_check_at ON orders (check_at) WHERE check_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS nonces (
     shop       TEXT NOT NULL,

@@ -182,3 +182,48 @@ async def test_admin_suppliers_says_which_instance_answered(gateway: Gateway, re
     finally:
         for cleanup in reversed(cleanups):
             await cleanup()
+
+
+async def test_each_due_order_is_queried_by_one_instance_and_a_silent_claim_passes_on(
+    gateway: Gateway, redis_url: str
+) -> None:
+    """Both instances sweep at the same moment: every due order is queried once, by one of them. An
+    instance that claimed orders and then went silent (died) holds them only until its claims end."""
+    quiet = {"result_after": "1h", "callback_drop_rate": 1.0}
+    first_port = _free_port()
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+    _, url = await start_simulator("fulu", SupplierSpec(knobs=quiet), first_port, cleanups)
+    spec = SupplierSpec(url=url)
+    orders = {"reconcile_after": "10s", "reconcile_every": "20s"}
+    try:
+        instances = [
+            await gateway({"fulu": spec}, store=redis_url, port=first_port, orders=orders),
+            await gateway({"fulu": spec}, store=redis_url, orders=orders),
+        ]
+        for i in range(30):
+            status, body = await instances[i % 2].shop.place(order_id=f"CLAIM-{i}", wait_seconds=0)
+            assert (status, body["status"]) == (201, "processing")
+        for i in range(30):  # every submit answered before the clock moves
+
+            def accepted(order: dict[str, Any]) -> bool:
+                return bool(order["attempts"][-1]["outcome"] == "processing")
+
+            await instances[0].shop.wait_for(f"CLAIM-{i}", accepted)
+
+        async def sweep_both() -> list[int]:
+            reports = await asyncio.gather(*(d.runtime.reconciler.sweep() for d in instances))
+            return [report.queried for report in reports]
+
+        def advance(seconds: float) -> None:
+            for d in instances:
+                d.clock.advance(seconds)
+
+        advance(11)  # past reconcile_after: every order is due
+        assert sum(await sweep_both()) == 30
+        assert sum(await sweep_both()) == 0  # claimed: nobody asks again before the claims end
+        advance(11)  # past the claims (half of reconcile_every): still processing, so due again
+        first_died = await instances[1].runtime.reconciler.sweep()
+        assert first_died.queried == 30
+    finally:
+        for cleanup in reversed(cleanups):
+            await cleanup()

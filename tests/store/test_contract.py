@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from adapters.interface import Outcome
-from gateway.order import Notification, OrderStatus, Reason
+from gateway.order import Notification, Order, OrderStatus, Reason
 from gateway.store import StaleOrder, Store, StoreError, open_store
 from tests.redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
 from tests.store.samples import T0, a_full_order, an_attempt, an_order
@@ -279,6 +279,62 @@ async def test_due_notifications_are_the_outbox_soonest_first(store: Store) -> N
     assert [o.uid for o in await store.due_notifications(T0 + 60)] == ["GW1", "GW3"]
 
 
+# the reconciler's schedule
+
+
+def _uids(orders: Sequence[Order]) -> list[str]:
+    return sorted(o.uid for o in orders)
+
+
+async def test_claim_checks_hands_out_due_orders_once_until_the_claim_ends(store: Store) -> None:
+    for uid, check in (("GW1", T0 + 5), ("GW2", T0 + 1), ("GW3", T0 + 30)):
+        await store.create_order(an_order(uid, check_at=check))
+    await store.create_order(an_order("GW4", check_at=None))  # never scheduled: due at once
+    await store.create_order(an_order("GW5", status=OrderStatus.SUCCEEDED, reason=None, check_at=T0))
+
+    assert _uids(await store.claim_checks(T0, until=T0 + 20)) == ["GW4"]
+    assert _uids(await store.claim_checks(T0 + 10, until=T0 + 20)) == ["GW1", "GW2"]
+    # Claimed: nobody else gets them until the claim ends, and the orders themselves are untouched.
+    assert _uids(await store.claim_checks(T0 + 19, until=T0 + 40)) == []
+    stored = await store.get_order_by_uid("GW1")
+    assert stored is not None
+    assert (stored.version, stored.check_at) == (0, T0 + 5)
+    assert _uids(await store.claim_checks(T0 + 30, until=T0 + 40)) == ["GW1", "GW2", "GW3", "GW4"]
+
+
+async def test_a_save_sets_the_check_time_anew_and_a_final_order_leaves_the_schedule(store: Store) -> None:
+    first, _ = await store.create_order(an_order("GW1", check_at=T0))
+    second, _ = await store.create_order(an_order("GW2", check_at=T0))
+    assert _uids(await store.claim_checks(T0, until=T0 + 100)) == ["GW1", "GW2"]
+
+    await store.save_order(replace(first, check_at=T0 + 5))  # a change after the claim
+    await store.save_order(replace(second, status=OrderStatus.SUCCEEDED, reason=None, check_at=T0))
+
+    assert _uids(await store.claim_checks(T0 + 10, until=T0 + 100)) == ["GW1"]
+    assert _uids(await store.claim_checks(T0 + 1000, until=T0 + 2000)) == ["GW1"]
+
+
+async def test_of_concurrent_claims_each_due_order_goes_to_one(store: Store) -> None:
+    for i in range(40):
+        await store.create_order(an_order(f"GW{i:04d}", check_at=T0 + i % 7))
+
+    claims = await asyncio.gather(*(store.claim_checks(T0 + 10, until=T0 + 60, limit=50) for _ in range(4)))
+
+    claimed = [order.uid for batch in claims for order in batch]
+    assert sorted(claimed) == [f"GW{i:04d}" for i in range(40)]
+
+
+async def test_a_limited_claim_loses_nothing_it_does_not_hand_out(store: Store) -> None:
+    for i in range(200):
+        await store.create_order(an_order(f"GW{i:04d}", check_at=T0))
+
+    taken = await store.claim_checks(T0, until=T0 + 60, limit=3)
+    rest = await store.claim_checks(T0, until=T0 + 60, limit=1000)
+
+    assert 1 <= len(taken) < 200
+    assert len(taken) + len(rest) == 200
+
+
 # nonces
 
 
@@ -348,6 +404,7 @@ def _operations(store: Store) -> list[Callable[[], Awaitable[object]]]:
         lambda: store.get_order_by_upstream_id(order.uid + "01"),
         store.list_orders,
         store.processing_orders,
+        lambda: store.claim_checks(T0, until=T0 + 1),
         lambda: store.claim_nonce("shop-a", "n1", expires_at=T0 + 1, now=T0),
         store.ping,
     ]

@@ -349,3 +349,20 @@ async def test_a_claim_that_could_not_be_recorded_is_refused_and_may_be_retried(
     connect(path).close()  # puts the table back
     assert await store.claim_nonce("shop-a", "n1", T0 + 300, T0 + 1)
     assert not await store.claim_nonce("shop-a", "n1", T0 + 300, T0 + 2)
+
+
+async def test_a_file_from_before_the_check_schedule_has_its_open_orders_due_at_once(path: Path) -> None:
+    """An earlier version's file has no check_at column: open orders must not drop off the schedule."""
+    store = await SqliteStore.open(path)
+    await store.create_order(an_order("GW1", check_at=T0 + 3600))
+    await store.create_order(an_order("GW2", status=OrderStatus.SUCCEEDED, reason=None))
+    await store.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DROP INDEX orders_by_check_at")
+        db.execute("ALTER TABLE orders DROP COLUMN check_at")
+
+    reopened = await SqliteStore.open(path)
+    try:
+        assert [o.uid for o in await reopened.claim_checks(T0, until=T0 + 10)] == ["GW1"]
+    finally:
+        await reopened.close()
