@@ -122,7 +122,7 @@ def _runtime_context(
             router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
             schedule = CheckSchedule(config.orders)
-            changes = OrderChanges(store, schedule)
+            changes = OrderChanges(store, schedule, exclusive=not isinstance(store, RedisStore))
             orders = OrderService(
                 config=config.orders,
                 catalog=catalog,

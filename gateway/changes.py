@@ -33,9 +33,15 @@ so it must not block or await."""
 class OrderChanges:
     """Reads, changes and saves orders one at a time per order, and tells listeners what was saved."""
 
-    def __init__(self, store: Store, schedule: CheckSchedule) -> None:
+    def __init__(self, store: Store, schedule: CheckSchedule, *, exclusive: bool = True) -> None:
+        """`exclusive`: this process is the store's only writer, so what it saved last is the truth.
+
+        On a store that other instances write, a remembered order may be stale at any moment (and
+        would never be forgotten once another instance finished it): nothing is remembered there.
+        """
         self._store = store
         self._schedule = schedule
+        self._exclusive = exclusive
         self._locks = KeyedLocks()
         self._open: dict[str, Order] = {}  # latest saved version of processing orders seen here
         self._listeners: list[ChangeListener] = []
@@ -102,6 +108,8 @@ class OrderChanges:
         return decided if saved is None else replace(decided, order=saved)
 
     def _remember(self, order: Order) -> None:
+        if not self._exclusive:
+            return
         if order.status.final:
             self._open.pop(order.uid, None)
         else:

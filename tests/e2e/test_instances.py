@@ -19,6 +19,7 @@ from aiohttp import ClientSession
 from gateway.simulator import Simulator
 from tests.e2e.fleet import GatewayProcess, restartable_port, start_supplier
 from tests.e2e.harness import Deployment, Gateway, Shop, SupplierSpec, config_yaml, start_simulator
+from tests.e2e.test_admin_orders import Admin
 from tests.e2e.test_callbacks import callback_body
 from tests.e2e.test_operations import admin_url, scrape
 from tests.redis_servers import RedisCluster, RedisServer
@@ -224,6 +225,32 @@ async def test_each_due_order_is_queried_by_one_instance_and_a_silent_claim_pass
         advance(11)  # past the claims (half of reconcile_every): still processing, so due again
         first_died = await instances[1].runtime.reconciler.sweep()
         assert first_died.queried == 30
+    finally:
+        for cleanup in reversed(cleanups):
+            await cleanup()
+
+
+async def test_an_order_finished_elsewhere_is_never_answered_from_a_stale_memory(
+    gateway: Gateway, redis_url: str
+) -> None:
+    """Placed on the first instance, settled by an operator on the second while the shop waits: the
+    first answers with what the store holds, not with the processing order it saved itself."""
+    quiet = {"result_after": "1h", "callback_drop_rate": 1.0}
+    first_port = _free_port()
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+    _, url = await start_simulator("fulu", SupplierSpec(knobs=quiet), first_port, cleanups)
+    spec = SupplierSpec(url=url)
+    try:
+        first = await gateway({"fulu": spec}, store=redis_url, port=first_port)
+        second = await gateway({"fulu": spec}, store=redis_url)
+        placing = asyncio.ensure_future(first.shop.place(order_id="STALE-1", wait_seconds=3))
+        await second.shop.wait_for("STALE-1", lambda o: o["attempts"][-1]["outcome"] == "processing")
+
+        resolved, view = await Admin(second).resolve("STALE-1", {"status": "failed", "note": "checked"})
+        assert (resolved, view["status"]) == (200, "failed")
+
+        status, answered = await placing
+        assert (status, answered["status"], answered["reason"]) == (201, "failed", "resolved_by_operator")
     finally:
         for cleanup in reversed(cleanups):
             await cleanup()
