@@ -515,6 +515,17 @@ class OrderService:
                 await self.lost_submit(order)
         return resumed
 
+    async def recount(self) -> None:
+        """`gateway_orders_processing` from the store's own count, for a store other instances share.
+
+        There they finish orders this process counted, so its own tally drifts; counted at each
+        scrape, every instance reports the store's whole count (aggregate with max, not sum).
+        """
+        counts = await self._store.count_processing()
+        processing = self._metrics.processing
+        for reason in processing:
+            processing[reason] = counts.get(reason, 0)
+
     async def lost_submit(self, order: Order) -> None:
         """Mark the last attempt's submit lost if it never ended and nobody here is sending it.
 

@@ -5,7 +5,7 @@ Backends (memory, SQLite, Redis) implement this; nothing above the store knows w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from gateway.order import Order, OrderStatus, Reason
@@ -58,6 +58,10 @@ class Store(Protocol):
 
     async def processing_orders(self, limit: int = 1000) -> Sequence[Order]:
         """Orders not yet final, least recently updated first (for recovery and reconciliation)."""
+        ...
+
+    async def count_processing(self) -> Mapping[Reason, int]:
+        """How many orders are not yet final, by reason (reasons with none may be left out)."""
         ...
 
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:

@@ -6,7 +6,8 @@ Relies on the event loop's single thread for atomicity, so it must never await m
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from gateway.order import Order, OrderStatus, Reason, order_uid_of
@@ -113,6 +114,10 @@ class MemoryStore:
         self._check_open()
         waiting = (self._by_uid[uid] for uid in self._processing)
         return heapq.nsmallest(max(limit, 0), waiting, key=_recency)
+
+    async def count_processing(self) -> Mapping[Reason, int]:
+        self._check_open()
+        return Counter(reason for uid in self._processing if (reason := self._by_uid[uid].reason) is not None)
 
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         self._check_open()

@@ -11,7 +11,7 @@ import contextlib
 import heapq
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib import resources
@@ -199,6 +199,21 @@ class RedisStore:
             limit,
             lambda order: order.status is OrderStatus.PROCESSING,
         )
+
+    async def count_processing(self) -> Mapping[Reason, int]:
+        """One pipeline of ZLEXCOUNTs: every shard's entries for every reason of a processing order."""
+        prefixes = [
+            (reason, keys.by_status_and_reason(OrderStatus.PROCESSING.value, reason.value))
+            for reason in Reason
+        ]
+        async with self._boundary("count orders") as client:
+            counts = client.pipeline(transaction=False)
+            for _, prefix in prefixes:
+                for index in keys.INDEX_KEYS:
+                    counts.zlexcount(index, b"[" + prefix, b"(" + prefix + b"\xff")
+            replies: list[int] = await counts.execute()
+        shards = keys.SHARDS
+        return {reason: sum(replies[i * shards : (i + 1) * shards]) for i, (reason, _) in enumerate(prefixes)}
 
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         def still_due(order: Order) -> bool:

@@ -10,7 +10,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -133,6 +133,14 @@ class SqliteStore:
         sql = "SELECT document FROM orders WHERE status = ? ORDER BY updated_at, uid LIMIT ?"
         params = (OrderStatus.PROCESSING.value, max(limit, 0))
         return await self._submit(lambda db: _all(db, sql, params), writes=False)
+
+    async def count_processing(self) -> Mapping[Reason, int]:
+        sql = "SELECT reason, count(*) FROM orders WHERE status = ? AND reason IS NOT NULL GROUP BY reason"
+
+        def count(db: sqlite3.Connection) -> dict[Reason, int]:
+            return {Reason(reason): n for reason, n in db.execute(sql, (OrderStatus.PROCESSING.value,))}
+
+        return await self._submit(count, writes=False)
 
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         sql = "SELECT document FROM orders WHERE notify_due <= ? ORDER BY notify_due LIMIT ?"

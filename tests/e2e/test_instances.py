@@ -254,3 +254,30 @@ async def test_an_order_finished_elsewhere_is_never_answered_from_a_stale_memory
     finally:
         for cleanup in reversed(cleanups):
             await cleanup()
+
+
+async def test_every_instance_reports_the_stores_count_of_open_orders(
+    gateway: Gateway, redis_url: str
+) -> None:
+    """An order placed on one instance and settled on the other leaves neither counting it."""
+    quiet = {"result_after": "1h", "callback_drop_rate": 1.0}
+    first_port = _free_port()
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+    _, url = await start_simulator("fulu", SupplierSpec(knobs=quiet), first_port, cleanups)
+    spec = SupplierSpec(url=url)
+    try:
+        instances = [
+            await gateway({"fulu": spec}, store=redis_url, port=first_port),
+            await gateway({"fulu": spec}, store=redis_url),
+        ]
+        for order_id in ("COUNT-1", "COUNT-2"):
+            status, _ = await instances[0].shop.place(order_id=order_id, wait_seconds=0)
+            assert status == 201
+        resolved, _ = await Admin(instances[1]).resolve("COUNT-1", {"status": "failed", "note": "checked"})
+        assert resolved == 200
+
+        awaiting = ("gateway_orders_processing", (("reason", "awaiting_supplier"),))
+        assert [(await scrape(d))[awaiting] for d in instances] == [1.0, 1.0]
+    finally:
+        for cleanup in reversed(cleanups):
+            await cleanup()

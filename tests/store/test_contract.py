@@ -253,6 +253,24 @@ async def test_processing_orders_oldest_first_and_final_ones_leave(store: Store)
     assert [o.uid for o in await store.processing_orders()] == ["GW3", "GW1", "GW2"]
 
 
+async def test_count_processing_counts_open_orders_by_reason(store: Store) -> None:
+    for uid, reason in (
+        ("GW1", Reason.AWAITING_SUPPLIER),
+        ("GW2", Reason.OUTCOME_UNKNOWN),
+        ("GW3", Reason.OUTCOME_UNKNOWN),
+    ):
+        await store.create_order(an_order(uid, reason=reason))
+    done, _ = await store.create_order(an_order("GW4"))
+    await store.save_order(replace(done, status=OrderStatus.FAILED, reason=Reason.SUPPLIER_FAILED))
+
+    counts = await store.count_processing()
+
+    assert {reason: n for reason, n in counts.items() if n} == {
+        Reason.AWAITING_SUPPLIER: 1,
+        Reason.OUTCOME_UNKNOWN: 2,
+    }
+
+
 # the notification outbox
 
 
@@ -404,6 +422,7 @@ def _operations(store: Store) -> list[Callable[[], Awaitable[object]]]:
         lambda: store.get_order_by_upstream_id(order.uid + "01"),
         store.list_orders,
         store.processing_orders,
+        store.count_processing,
         lambda: store.claim_checks(T0, until=T0 + 1),
         lambda: store.claim_nonce("shop-a", "n1", expires_at=T0 + 1, now=T0),
         store.ping,
