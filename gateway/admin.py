@@ -6,7 +6,6 @@ Handlers translate HTTP to the services and back; the order decisions stay in `O
 from __future__ import annotations
 
 import contextlib
-
 import hmac
 from collections.abc import Mapping
 from typing import Final, TypeVar
@@ -34,6 +33,7 @@ from gateway.runtime import RUNTIME, Runtime
 from gateway.store import StoreError, redact_url
 from gateway.store.redis import RedisStore
 from gateway.suppliers import Supplier
+from gateway.switches import SwitchKind
 from gateway.views import operator_view
 
 routes = web.RouteTableDef()
@@ -136,15 +136,27 @@ async def list_suppliers(request: web.Request) -> web.Response:
 
 @routes.post("/admin/suppliers/{name}/disable")
 async def disable_supplier(request: web.Request) -> web.Response:
-    supplier = _supplier(request.app[RUNTIME], request.match_info["name"])
-    supplier.set_disabled(True)
-    return json_response(_supplier_view(supplier))
+    return await _switch_supplier(request, disabled=True)
 
 
 @routes.post("/admin/suppliers/{name}/enable")
 async def enable_supplier(request: web.Request) -> web.Response:
-    supplier = _supplier(request.app[RUNTIME], request.match_info["name"])
-    supplier.set_disabled(False)
+    return await _switch_supplier(request, disabled=False)
+
+
+async def _switch_supplier(request: web.Request, *, disabled: bool) -> web.Response:
+    """Keep the switch in the store (every instance on it follows), then apply it here.
+
+    A store that cannot keep it raises `StoreError`, answered 503 `store_unavailable`: nothing changed.
+    """
+    runtime = request.app[RUNTIME]
+    supplier = _supplier(runtime, request.match_info["name"])
+    problems: Problems = []
+    # Who switched is kept only when the request names someone: no default name, unlike a resolve.
+    operator = _operator(request.headers, problems) if "X-Operator" in request.headers else None
+    if problems:
+        raise InvalidRequest("the request is invalid", details=problems)
+    await runtime.switches.flip(SwitchKind.DISABLED, supplier.name, disabled, by=operator)
     return json_response(_supplier_view(supplier))
 
 

@@ -30,13 +30,15 @@ from gateway.orders import OrderService
 from gateway.ratelimit import MemoryRateState, RateState
 from gateway.reconciler import Reconciler
 from gateway.redisrate import RedisRateState
+from gateway.redisswitches import RedisSwitches
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
 from gateway.schedule import CheckSchedule
 from gateway.simulation import SimulatorFarm
 from gateway.store import Store, StoreError, open_store
 from gateway.store.redis import RedisStore
-from gateway.suppliers import build_suppliers
+from gateway.suppliers import Supplier, build_suppliers
+from gateway.switches import ProcessSwitches, SupplierDisabled, Switchboard, SwitchKind, SwitchState
 from gateway.upstream import Upstream, new_session
 
 log = get_logger(__name__)
@@ -119,6 +121,7 @@ def _runtime_context(
             catalog = Catalog(config)
             rate_state = await _rate_state(store)
             suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=rate_state)
+            switches = await _switchboard(store, suppliers, clock)
             router = Router(suppliers, rng, clock)
             upstream = Upstream(session)
             schedule = CheckSchedule(config.orders)
@@ -179,6 +182,7 @@ def _runtime_context(
                 notifier=notifier,
                 auth=auth,
                 events=events,
+                switches=switches,
             )
             resumed = await orders.recover(exclusive=not isinstance(store, RedisStore))
             log.info(
@@ -188,6 +192,7 @@ def _runtime_context(
                 asyncio.create_task(reconciler.run(), name="reconciler"),
                 asyncio.create_task(notifier.run(), name="notifier"),
                 asyncio.create_task(_watch_store(store, metrics), name="store-watch"),
+                asyncio.create_task(switches.watch(), name="switch-watch"),
             ]
             yield
             for task in background:
@@ -216,6 +221,19 @@ async def _watch_store(store: Store, metrics: Metrics) -> None:
         else:
             metrics.store_up.set(1)
         await asyncio.sleep(STORE_WATCH_SECONDS)
+
+
+async def _switchboard(store: Store, suppliers: dict[str, Supplier], clock: Clock) -> Switchboard:
+    """Operator switches: in Redis when orders are, so a switch made on one instance holds for all.
+
+    The stored ones are applied before the gateway serves; a Redis that cannot be read fails the start.
+    """
+    state: SwitchState = ProcessSwitches()
+    if isinstance(store, RedisStore):
+        state = RedisSwitches(store.client, permits=store.permits)
+    switches = Switchboard(state, {SwitchKind.DISABLED: SupplierDisabled(suppliers)}, clock)
+    await switches.load()
+    return switches
 
 
 async def _rate_state(store: Store) -> RateState:

@@ -26,6 +26,7 @@ from gateway.reconciler import Reconciler
 from gateway.routing import Router
 from gateway.store import Store
 from gateway.suppliers import Supplier
+from gateway.switches import Switchboard
 from gateway.upstream import Upstream
 
 
@@ -47,6 +48,7 @@ class Runtime:
     notifier: Notifier
     auth: ShopAuthenticator
     events: EventBus
+    switches: Switchboard  # operator switches: on Redis, shared by every instance on it
     # One reload at a time: a reload checks the store, then applies, and must not interleave with another.
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Which instance this is, among those sharing a store: host name, process id, and a few random

@@ -109,7 +109,8 @@ class Supplier:
         """Take a reloaded configuration, keeping the breaker's state, the rate schedule and inflight.
 
         `disabled` follows the file only where the file changed it, so an operator's switch through
-        the admin API survives reloads that do not touch it.
+        the admin API survives reloads that do not touch it (`switches` says how that rule carries
+        over to switches shared by several instances and to restarts).
         """
         if config.disabled != self.config.disabled:
             self.disabled = config.disabled
@@ -127,6 +128,7 @@ class Supplier:
         return self.breaker.state
 
     def set_disabled(self, disabled: bool) -> None:
+        """An operator's switch, applied here; `switches.Switchboard` keeps and shares it first."""
         self.disabled = disabled
 
     async def admit(self, *, for_query: bool = False) -> Permit | Refusal:
