@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import BusyLoadingError, RedisClusterException, RedisError
 from redis.typing import EncodableT
 
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
@@ -44,6 +45,9 @@ NONCE_GRACE_SECONDS: Final = 60.0
 # Orders read per pipeline when a listing fetches their documents.
 FETCH_BATCH: Final = 500
 _FOREIGN_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+# How long `open` waits for a Redis that is still loading its data set (answering LOADING).
+LOADING_WAIT_SECONDS: Final = 120.0
+LOADING_POLL_SECONDS: Final = 0.25
 
 
 class RedisStore:
@@ -86,17 +90,34 @@ class RedisStore:
         self._nonces = client.register_script(NONCES_SCRIPT)
 
     @classmethod
-    async def open(cls, url: str) -> RedisStore:
+    async def open(cls, url: str, *, loading_wait: float = LOADING_WAIT_SECONDS) -> RedisStore:
         """Connect to the store at `url`: `ValueError` for a malformed URL, `StoreError` if Redis fails."""
         endpoint = RedisEndpoint.parse(url)
         store = cls(endpoint.client(), endpoint)
         try:
-            async with store._boundary("start") as client:
-                if isinstance(client, RedisCluster):
-                    await client.initialize()
-                # Loaded now, so no order waits for a NOSCRIPT round trip.
-                for script in (ORDERS_SCRIPT, NONCES_SCRIPT):
-                    await client.script_load(script)
+            for waited in itertools.count():
+                try:
+                    async with store._boundary("start") as client:
+                        if isinstance(client, RedisCluster):
+                            await client.initialize()
+                        # Loaded now, so no order waits for a NOSCRIPT round trip.
+                        for script in (ORDERS_SCRIPT, NONCES_SCRIPT):
+                            await client.script_load(script)
+                        # SCRIPT LOAD is served while Redis is still loading its data; PING is not.
+                        if isinstance(client, RedisCluster):
+                            await client.ping(target_nodes=RedisCluster.PRIMARIES)
+                        else:
+                            await client.ping()
+                    break
+                except StoreError as exc:
+                    # A Redis reading its data back after a restart answers LOADING: it will serve
+                    # soon, and an instance started alongside it (compose, a host reboot) waits.
+                    if (
+                        not isinstance(exc.__cause__, BusyLoadingError)
+                        or waited * LOADING_POLL_SECONDS >= loading_wait
+                    ):
+                        raise
+                    await asyncio.sleep(LOADING_POLL_SECONDS)
         except BaseException:
             await store.close()
             raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -11,6 +13,7 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.order import Notification, OrderStatus, Reason
 from gateway.store import StoreError, open_store
@@ -447,3 +450,60 @@ async def test_an_unknown_scheme_is_named_without_the_rest_of_its_url() -> None:
         await open_store("postgres://admin:hunter2-secret@db.internal:5432/orders")
     assert "hunter2-secret" not in str(raised.value)
     assert "redis+cluster://" in str(raised.value)  # and it lists what is valid
+
+
+async def test_open_waits_for_a_redis_still_loading_its_data(redis_server: RedisServer) -> None:
+    """After a restart Redis answers LOADING until its data set is read back; a gateway started
+    alongside it (compose, a host reboot) waits for it rather than exiting."""
+    redis_server.stop()
+    redis_server.durable = True
+    redis_server.start()
+    filler = Redis(port=redis_server.port)
+    await filler.eval("for i = 1, 4000 do redis.call('SET', 'filler:' .. i, i) end", 0)
+    # Into the AOF's base file, an RDB, whose reading `key-load-delay` slows down.
+    await filler.bgrewriteaof()
+    for _ in range(500):
+        if not (await filler.info("persistence"))["aof_rewrite_in_progress"]:
+            break
+        await asyncio.sleep(0.02)
+    with contextlib.suppress(RedisConnectionError):
+        await filler.shutdown(nosave=True)  # a clean stop: the restart reads the rewritten file
+    await filler.aclose()
+    redis_server.stop()
+    _restart_loading_slowly(redis_server)
+    assert await _answer_to_ping(redis_server.port) == b"-LOADING"
+    try:
+        with pytest.raises(StoreError, match=r"(?i)loading"):
+            await RedisStore.open(redis_server.url, loading_wait=0)
+        store = await RedisStore.open(redis_server.url)
+        try:
+            assert await store.get_order("shop-a", "nothing") is None
+        finally:
+            await store.close()
+    finally:
+        redis_server.stop()
+
+
+async def _answer_to_ping(port: int) -> bytes:
+    """The start of Redis's answer to a PING once it listens, read off the socket: no client's retries."""
+    for _ in range(250):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.02)
+            continue
+        try:
+            writer.write(b"PING\r\n")
+            return (await reader.readline()).split(b" ")[0].strip()
+        finally:
+            writer.close()
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _restart_loading_slowly(server: RedisServer) -> None:
+    """Start `server` again on its data, reading it back slowly, without waiting for it to answer."""
+    args = ["redis-server", "--port", str(server.port), "--bind", "127.0.0.1"]
+    args += ["--dir", str(server.folder), "--save", "", "--appendonly", "yes"]
+    # µs per key: about two seconds of LOADING, answering LOADING at once all along (not at 2 MB steps)
+    args += ["--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"]
+    server.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
