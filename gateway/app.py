@@ -6,7 +6,6 @@ Nothing else in the gateway constructs collaborators; tests pass a clock, a rand
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,12 +15,13 @@ from aiohttp import web
 
 from gateway import admin, api, callbacks, stream
 from gateway.auth import ShopAuthenticator
+from gateway.cancellation import cancel_and_wait
 from gateway.catalog import Catalog
 from gateway.changes import OrderChanges
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import GatewayConfig
 from gateway.destinations import NotificationSessions
-from gateway.events import EventBus
+from gateway.events import EventBus, EventHub
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
@@ -29,6 +29,7 @@ from gateway.notifier import Notifier
 from gateway.orders import OrderService
 from gateway.ratelimit import MemoryRateState, RateState
 from gateway.reconciler import Reconciler
+from gateway.redisevents import RedisFeed
 from gateway.redisrate import RedisRateState
 from gateway.redisswitches import RedisSwitches
 from gateway.routing import Router
@@ -126,6 +127,7 @@ def _runtime_context(
             upstream = Upstream(session)
             schedule = CheckSchedule(config.orders)
             changes = OrderChanges(store, schedule, exclusive=not isinstance(store, RedisStore))
+            events = _event_hub(store, clock, rng)
             orders = OrderService(
                 config=config.orders,
                 catalog=catalog,
@@ -135,6 +137,7 @@ def _runtime_context(
                 router=router,
                 upstream=upstream,
                 metrics=metrics,
+                finals=events,
                 clock=clock,
                 rng=rng,
             )
@@ -162,7 +165,6 @@ def _runtime_context(
                 rng=rng,
             )
             auth = ShopAuthenticator(secrets, store, clock)
-            events = EventBus(clock)
             orders.on_change(events.order_changed)
             orders.on_confirm(reconciler.confirm)
             app[RUNTIME] = Runtime(
@@ -188,6 +190,7 @@ def _runtime_context(
             log.info(
                 "gateway_started", suppliers=len(suppliers), products=len(catalog.products), resumed=resumed
             )
+            await events.start()
             background = [
                 asyncio.create_task(reconciler.run(), name="reconciler"),
                 asyncio.create_task(notifier.run(), name="notifier"),
@@ -195,14 +198,11 @@ def _runtime_context(
                 asyncio.create_task(switches.watch(), name="switch-watch"),
             ]
             yield
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(background)
             await orders.close()
             await reconciler.close()
             await notifier.close()
+            await events.stop()
         finally:
             await notify_sessions.close()
             await session.close()
@@ -243,6 +243,13 @@ async def _rate_state(store: Store) -> RateState:
         await shared.load()
         return shared
     return MemoryRateState()
+
+
+def _event_hub(store: Store, clock: Clock, rng: random.Random) -> EventHub:
+    """Where order events are kept: in Redis Streams when orders are, so every instance sees every change."""
+    if isinstance(store, RedisStore):
+        return EventHub(RedisFeed(store.client, permits=store.permits, clock=clock, rng=rng))
+    return EventBus(clock)
 
 
 def _admin_context(config: GatewayConfig) -> Context:

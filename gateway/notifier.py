@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 
 from gateway.auth import notification_signature
+from gateway.cancellation import cancel_and_wait
 from gateway.changes import OrderChanges
 from gateway.clock import Clock
 from gateway.config.model import NotifyConfig
@@ -126,9 +127,7 @@ class Notifier:
             await asyncio.wait(set(self._tasks))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
 
     async def _deliver(self, uid: str) -> None:
         try:

@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Final, assert_never
+from typing import Final, Protocol, assert_never
 
 from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verdict
 from gateway.catalog import Catalog
@@ -64,6 +64,12 @@ class ReportResult:
     UNKNOWN_ORDER: Final = "unknown_order"
 
 
+class FinalWaits(Protocol):
+    """Where a shop's request waits for its order to finish (the event feed: every instance's saves)."""
+
+    async def wait_final(self, order: Order, timeout_seconds: float) -> bool: ...
+
+
 ConfirmListener = Callable[[str, str], None]
 """Called with (supplier, upstream order id) when a callback's claim of failure needs a query."""
 
@@ -80,10 +86,12 @@ class OrderService:
         router: Router,
         upstream: Upstream,
         metrics: Metrics,
+        finals: FinalWaits,
         clock: Clock,
         rng: random.Random,
     ) -> None:
         self._config = config
+        self._finals = finals
         self._catalog = catalog
         self._store = store
         self._suppliers = suppliers
@@ -93,7 +101,6 @@ class OrderService:
         self._clock = clock
         self._rng = rng
         self._changes = changes
-        self._waiters: dict[str, tuple[asyncio.Event, int]] = {}  # uid -> (finished, requests waiting)
         self._tasks: set[asyncio.Task[None]] = set()
         self._confirmers: list[ConfirmListener] = []
         self._routing: set[str] = set()  # uids with a route task in this process: no second one
@@ -176,24 +183,12 @@ class OrderService:
         return None
 
     async def wait_final(self, order: Order, timeout_seconds: float) -> Order:
-        """The order once final, or as it is when `timeout_seconds` have passed."""
-        if order.status.final or timeout_seconds <= 0:
-            return self._changes.cached(order.uid) or order
-        event, waiting = self._waiters.get(order.uid) or (asyncio.Event(), 0)
-        self._waiters[order.uid] = (event, waiting + 1)
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                await event.wait()
-        except TimeoutError:
-            pass
-        finally:
-            # The last request to stop waiting takes the entry away, finished or not: no leak.
-            current = self._waiters.get(order.uid)
-            if current is not None and current[0] is event:
-                if current[1] <= 1:
-                    del self._waiters[order.uid]
-                else:
-                    self._waiters[order.uid] = (event, current[1] - 1)
+        """The order once final, or as it is when `timeout_seconds` have passed.
+
+        Woken by the event feed, which hears of changes saved by any instance on the store.
+        """
+        if not order.status.final and timeout_seconds > 0:
+            await self._finals.wait_final(order, timeout_seconds)
         return await self._changes.current(order.uid) or order
 
     # -- driving ---------------------------------------------------------------------------
@@ -473,9 +468,6 @@ class OrderService:
             reason=order.reason.value if order.reason else None,
             attempts=len(order.attempts),
         )
-        waiting = self._waiters.get(order.uid)
-        if waiting is not None:
-            waiting[0].set()
 
     # -- tasks -----------------------------------------------------------------------------
 

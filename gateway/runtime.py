@@ -17,7 +17,7 @@ from gateway.auth import ShopAuthenticator
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.config.model import GatewayConfig
-from gateway.events import EventBus
+from gateway.events import EventHub
 from gateway.metrics import Metrics
 from gateway.notifier import Notifier
 from gateway.orders import OrderService
@@ -47,7 +47,7 @@ class Runtime:
     reconciler: Reconciler
     notifier: Notifier
     auth: ShopAuthenticator
-    events: EventBus
+    events: EventHub
     switches: Switchboard  # operator switches: on Redis, shared by every instance on it
     # One reload at a time: a reload checks the store, then applies, and must not interleave with another.
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)

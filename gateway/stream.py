@@ -1,7 +1,8 @@
 """`GET /v1/orders/events`: the authenticated shop's order events as Server-Sent Events.
 
-Only translates the event bus to the SSE wire format; buffering, resuming and the slow-reader bound are
-the bus's (`events.py`). Authenticated exactly like `GET /v1/orders/{order_id}`.
+Only translates the event hub to the SSE wire format; buffering, resuming and the slow-reader bound are
+the hub's (`events.py`), where events come from is its feed's. Authenticated exactly like
+`GET /v1/orders/{order_id}`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ def sse_frame(item: Item) -> bytes:
 
 def _opening(start_id: str) -> bytes:
     # An id with no data sets the client's Last-Event-ID without dispatching an event, so a client
-    # that reconnects before its first event still resumes from where it subscribed.
+    # that reconnects before its first event still resumes from where it subscribed. A subscription
+    # that ended before it was placed has no place to give: an empty id would make the client forget
+    # its own.
+    if not start_id:
+        return b": connected\n\n"
     return b": connected\nid: %s\n\n" % start_id.encode()
 
 
@@ -81,8 +86,10 @@ async def order_events(request: web.Request) -> web.StreamResponse:
     )
     response = web.StreamResponse(headers=HEADERS)
     try:
+        # Before the response starts: a feed that cannot read where to start answers 503 instead.
+        start_id = await subscription.opened()
         await response.prepare(request)
-        await _pump(request, response, subscription, runtime.events.heartbeat_seconds)
+        await _pump(request, response, subscription, start_id, runtime.events.heartbeat_seconds)
     except ConnectionResetError:
         pass  # the client hung up: nothing more can be sent to it
     except TimeoutError:
@@ -98,10 +105,11 @@ async def _pump(
     request: web.Request,
     response: web.StreamResponse,
     subscription: Subscription,
+    start_id: str,
     heartbeat_seconds: float,
 ) -> None:
     loop = asyncio.get_running_loop()
-    await _write(response, (_opening(subscription.start_id),))
+    await _write(response, (_opening(start_id),))
     written_at = loop.time()
     while True:
         items = await subscription.next(min(HANGUP_CHECK_SECONDS, heartbeat_seconds))

@@ -1,9 +1,9 @@
 """Real Redis for the tests: a `redis-server` of their own on a free loopback port, and a 3-node Cluster.
 
-Never a shared server: the tests start their own processes with no persistence, in a temporary
-folder, and stop them afterwards. A server is started per test; the cluster once per run (it
-takes seconds to form) and emptied before each test. Where `redis-server` is missing the tests skip
-locally and fail in CI (`tests/tools.py`).
+Never a shared server: the tests start their own processes in a temporary folder, with no
+persistence unless a test asks for a durable one, and stop them afterwards. A server is started per
+test; the cluster once per run (it takes seconds to form) and emptied before each test. Where
+`redis-server` is missing the tests skip locally and fail in CI (`tests/tools.py`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,16 @@ def free_port() -> int:
 
 @dataclass
 class RedisServer:
-    """One `redis-server` process; `stop` and `start` again on the same port (and data) to test outages."""
+    """One `redis-server` process; `stop` and `start` again on the same port (and data) to test outages.
+
+    `durable`: every write is appended to the AOF and fsynced before Redis answers it, so a kill
+    (`stop`) loses nothing acknowledged and `start` reloads it all. Otherwise a restart starts empty.
+    """
 
     folder: Path
     port: int = field(default_factory=free_port)
     cluster: bool = False
+    durable: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +63,8 @@ class RedisServer:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-        args += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        args += ["--save", "", "--protected-mode", "no"]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

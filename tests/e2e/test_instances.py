@@ -222,7 +222,9 @@ async def test_each_due_order_is_queried_by_one_instance_and_a_silent_claim_pass
         advance(11)  # past reconcile_after: every order is due
         assert sum(await sweep_both()) == 30
         assert sum(await sweep_both()) == 0  # claimed: nobody asks again before the claims end
-        advance(11)  # past the claims (half of reconcile_every): still processing, so due again
+        # Past the claims (half of reconcile_every) and the next looks the answers scheduled (as long
+        # after the answer): still processing, so due again.
+        advance(15)
         first_died = await instances[1].runtime.reconciler.sweep()
         assert first_died.queried == 30
     finally:

@@ -1,10 +1,13 @@
-"""The order event bus: what counts as an event, per-shop history and its bound, resuming, resets, fan-out."""
+"""The order event hub and its feeds: what counts as an event, history and its bound, resuming, resets,
+fan-out; in process, and on Redis Streams shared by several hubs (as several instances) on a real Redis."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import random
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 import orjson
 import pytest
@@ -12,10 +15,22 @@ from structlog.testing import capture_logs
 
 from adapters.interface import Outcome
 from gateway.clock import ManualClock
-from gateway.errors import TooManyStreams
-from gateway.events import EventBus, Item, OrderEvent, Reset, ResetReason, Subscription
-from gateway.order import Notification, OrderStatus
+from gateway.errors import StoreUnavailable, TooManyStreams
+from gateway.events import (
+    EventBus,
+    EventHub,
+    Item,
+    OrderEvent,
+    Reset,
+    ResetReason,
+    Subscription,
+    parse_event_id,
+)
+from gateway.order import Notification, Order, OrderStatus
+from gateway.redisevents import RedisFeed
+from gateway.store.redis import RedisStore
 from gateway.views import public_view
+from tests.redis_servers import RedisCluster, RedisServer
 from tests.store.samples import an_attempt, an_order
 
 
@@ -233,6 +248,20 @@ async def test_a_closed_subscription_receives_nothing_more() -> None:
     assert await drain(sub) is None
 
 
+async def test_wait_final_returns_when_the_order_is_saved_final_and_not_before() -> None:
+    b = bus()
+    order = an_order("A1", attempts=(an_attempt("A1", 1),))
+    waiting = asyncio.ensure_future(b.wait_final(order, timeout_seconds=5))
+    await asyncio.sleep(0)
+    b.order_changed(order, replace(order, message="still going"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    b.order_changed(order, replace(order, status=OrderStatus.FAILED))
+    assert await waiting is True
+    assert await b.wait_final(order, timeout_seconds=0) is False
+    assert b._waiters == {}
+
+
 def test_a_shop_at_its_stream_limit_is_refused_and_a_closed_stream_frees_its_slot() -> None:
     b = bus()
     first, second = b.subscribe("shop-a", max_streams=2), b.subscribe("shop-a", max_streams=2)
@@ -246,3 +275,300 @@ def test_a_shop_at_its_stream_limit_is_refused_and_a_closed_stream_frees_its_slo
     assert not third.ended
     assert not second.ended
     assert b.subscribers("shop-a") == 2
+
+
+# -- the Redis feed: several hubs (as several instances) on one real Redis -------------------------
+
+WITHIN = 5.0  # every wait is bounded: a missing event fails the test instead of hanging it
+
+
+@pytest.fixture(
+    params=[pytest.param("server", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
+)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "server":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return cluster.url
+
+
+class Instances:
+    """Hubs on Redis Streams, each with its own store client, as gateway instances are."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._opened: list[tuple[EventHub, RedisStore]] = []
+
+    async def hub(self, **options: Any) -> EventHub:
+        store = await RedisStore.open(self.url)
+        max_pending = options.pop("max_pending", 500)
+        feed = RedisFeed(
+            store.client, permits=store.permits, clock=ManualClock(), rng=random.Random(7), **options
+        )
+        hub = EventHub(feed, max_pending=max_pending)
+        await hub.start()
+        self._opened.append((hub, store))
+        return hub
+
+    async def close(self) -> None:
+        for hub, store in reversed(self._opened):
+            hub.close()
+            await hub.stop()
+            await store.close()
+
+
+@pytest.fixture
+async def instances(redis_url: str) -> AsyncIterator[Instances]:
+    opened = Instances(redis_url)
+    yield opened
+    await opened.close()
+
+
+async def opened(sub: Subscription) -> str:
+    async with asyncio.timeout(WITHIN):
+        return await sub.opened()
+
+
+async def collect(sub: Subscription, count: int) -> list[Item]:
+    """The next `count` items of `sub`, however they are batched."""
+    items: list[Item] = []
+    async with asyncio.timeout(WITHIN):
+        while len(items) < count:
+            batch = await sub.next(timeout_seconds=WITHIN)
+            assert batch is not None, f"ended after {items}"
+            items.extend(batch)
+    assert len(items) == count, items
+    return items
+
+
+def uids(items: Sequence[Item]) -> list[str]:
+    assert all(isinstance(item, OrderEvent) for item in items), items
+    return [item.uid for item in items if isinstance(item, OrderEvent)]
+
+
+def finished(order: Order) -> Order:
+    return replace(order, status=OrderStatus.SUCCEEDED, reason=None, message="charged")
+
+
+async def test_a_change_saved_on_one_instance_reaches_subscribers_of_every_instance(
+    instances: Instances,
+) -> None:
+    a, b = await instances.hub(), await instances.hub()
+    on_a, on_b = a.subscribe("shop-a"), b.subscribe("shop-a")
+    other_shop = b.subscribe("shop-c")
+    for sub in (on_a, on_b, other_shop):
+        await opened(sub)
+    order = an_order("A1", attempts=(an_attempt("A1", 1),))
+    a.order_changed(None, order)
+    a.order_changed(order, finished(order))
+    seen_a, seen_b = await collect(on_a, 2), await collect(on_b, 2)
+    assert uids(seen_b) == ["A1", "A1"]
+    assert [item.id for item in seen_a] == [item.id for item in seen_b]
+    first, last = seen_b
+    assert isinstance(first, OrderEvent)
+    assert isinstance(last, OrderEvent)
+    # The JSON is the public view, as GET /v1/orders/{order_id} shows it, stored once for all instances.
+    assert orjson.loads(first.data) == orjson.loads(orjson.dumps(public_view(order)))
+    assert (last.status, last.final, last.order_id) == (OrderStatus.SUCCEEDED, True, order.request.order_id)
+    assert parse_event_id(first.id) is not None
+    assert last.key > first.key
+    assert await other_shop.next(timeout_seconds=0) == ()
+
+
+async def test_an_id_from_one_instance_resumes_on_another_with_exactly_the_missed_events(
+    instances: Instances,
+) -> None:
+    a, b = await instances.hub(), await instances.hub()
+    watcher = a.subscribe("shop-a")
+    await opened(watcher)
+    for n in range(4):
+        a.order_changed(None, an_order(f"A{n}"))
+    a.order_changed(None, an_order("C0", shop="shop-c"))
+    issued = await collect(watcher, 4)
+    resumed = b.subscribe("shop-a", issued[0].id)
+    assert await opened(resumed) == issued[0].id
+    replayed = await collect(resumed, 3)
+    assert [(item.id, uids([item])) for item in replayed] == [(item.id, uids([item])) for item in issued[1:]]
+    # Then live, with nothing twice.
+    a.order_changed(None, an_order("A4"))
+    assert uids(await collect(resumed, 1)) == ["A4"]
+    assert await resumed.next(timeout_seconds=0) == ()
+
+
+async def test_a_fresh_subscription_starts_at_the_readers_place_and_resumes_from_there(
+    instances: Instances,
+) -> None:
+    a, b = await instances.hub(), await instances.hub()
+    empty = b.subscribe("shop-a")
+    assert await opened(empty) == "0-0"  # nothing yet: resuming from before everything misses nothing
+    a.order_changed(None, an_order("A1"))
+    [first] = await collect(empty, 1)
+    empty.close()
+    fresh = b.subscribe("shop-a")
+    assert await opened(fresh) == first.id  # where this instance has read up to
+    fresh.close()
+    a.order_changed(None, an_order("A2"))
+    assert uids(await collect(b.subscribe("shop-a", fresh.start_id), 1)) == ["A2"]
+    assert uids(await collect(b.subscribe("shop-a", "0-0"), 2)) == ["A1", "A2"]
+
+
+@pytest.mark.redis
+async def test_an_id_older_than_the_stream_keeps_gets_events_expired(redis_server: RedisServer) -> None:
+    # Small stream nodes, so MAXLEN ~ trims after a few entries rather than after a hundred.
+    redis_server.cli("config", "set", "stream-node-max-entries", "2")
+    instances = Instances(redis_server.url)
+    try:
+        a, b = await instances.hub(capacity=4), await instances.hub(capacity=4)
+        watcher = a.subscribe("shop-a")
+        await opened(watcher)
+        issued: list[Item] = []
+        for n in range(12):  # one at a time, so the reader keeps up with the trimming
+            a.order_changed(None, an_order(f"A{n}"))
+            issued.extend(await collect(watcher, 1))
+        assert uids(issued) == [f"A{n}" for n in range(12)]
+        sub = b.subscribe("shop-a", issued[0].id)
+        start = await opened(sub)
+        assert start == issued[-1].id
+        assert await sub.next(timeout_seconds=0) == (Reset(start, ResetReason.EVENTS_EXPIRED),)
+        kept = b.subscribe("shop-a", issued[-3].id)  # still kept: replayed
+        assert [item.id for item in await collect(kept, 2)] == [item.id for item in issued[-2:]]
+        a.order_changed(None, an_order("A12"))
+        assert uids(await collect(sub, 1)) == ["A12"]
+        assert uids(await collect(watcher, 1)) == ["A12"]
+        # A reader that falls further behind than the stream keeps resets its subscribers the same way.
+        for n in range(13, 25):
+            a.order_changed(None, an_order(f"A{n}"))  # one batch: trimmed before anyone reads it
+        [reset] = await collect(watcher, 1)
+        assert isinstance(reset, Reset)
+        assert reset.reason is ResetReason.EVENTS_EXPIRED
+        a.order_changed(None, an_order("A25"))
+        assert uids(await collect(watcher, 1)) == ["A25"]
+    finally:
+        await instances.close()
+
+
+@pytest.mark.parametrize("last_event_id", ["garbage", "12-", "1-1-1", "99999999999999-0", "first+7"])
+async def test_an_id_the_stream_never_issued_gets_unknown_event_id(
+    instances: Instances, last_event_id: str
+) -> None:
+    a = await instances.hub()
+    watcher = a.subscribe("shop-a")
+    await opened(watcher)
+    a.order_changed(None, an_order("A1"))
+    [first] = await collect(watcher, 1)
+    if last_event_id == "first+7":  # in range, never trimmed, yet not an entry
+        ms, seq = first.key
+        last_event_id = f"{ms}-{seq + 7}"
+    sub = a.subscribe("shop-a", last_event_id)
+    assert await opened(sub) == first.id
+    assert await sub.next(timeout_seconds=0) == (Reset(first.id, ResetReason.UNKNOWN_EVENT_ID),)
+    assert await collect(a.subscribe("shop-b", "1-0"), 1) == [Reset("0-0", ResetReason.UNKNOWN_EVENT_ID)]
+
+
+async def test_a_client_ahead_of_this_instance_gets_nothing_twice(instances: Instances) -> None:
+    a = await instances.hub()
+    watcher = a.subscribe("shop-a")
+    await opened(watcher)
+    for n in range(3):
+        a.order_changed(None, an_order(f"A{n}"))
+    issued = await collect(watcher, 3)
+    # A second instance that has not read the shop yet places a client that has seen everything.
+    b = await instances.hub()
+    sub = b.subscribe("shop-a", issued[-1].id)
+    assert await opened(sub) == issued[-1].id
+    a.order_changed(None, an_order("A3"))
+    assert uids(await collect(sub, 1)) == ["A3"]
+
+
+async def test_a_subscriber_that_falls_behind_is_reset_and_dropped(instances: Instances) -> None:
+    a = await instances.hub(max_pending=2)
+    slow, fast = a.subscribe("shop-a"), a.subscribe("shop-a")
+    await opened(slow)
+    await opened(fast)
+    a.order_changed(None, an_order("A1"))
+    a.order_changed(None, an_order("A2"))
+    assert uids(await collect(fast, 2)) == ["A1", "A2"]
+    a.order_changed(None, an_order("A3"))
+    [third] = await collect(fast, 1)
+    items = await collect(slow, 1)
+    assert items == [Reset(third.id, ResetReason.TOO_SLOW)]
+    assert await slow.next(timeout_seconds=0) is None
+    assert a.subscribers("shop-a") == 1
+
+
+async def test_wait_final_returns_when_any_instance_saves_a_final_change(instances: Instances) -> None:
+    a, b = await instances.hub(), await instances.hub()
+    order = an_order("A1", attempts=(an_attempt("A1", 1),))
+    a.order_changed(None, order)
+    waiting = asyncio.ensure_future(b.wait_final(order, WITHIN))
+    # B follows the shop from where the stream ends when it starts to: a subscriber placed there
+    # says when that is, and the final change is saved after it.
+    follower = b.subscribe("shop-a")
+    await opened(follower)
+    a.order_changed(order, finished(order))
+    assert await waiting is True
+    # Saved here, it is heard at once; final already, there is nothing to wait for.
+    here = an_order("A2")
+    waiting = asyncio.ensure_future(a.wait_final(here, WITHIN))
+    await asyncio.sleep(0)
+    a.order_changed(here, finished(here))
+    assert await waiting is True
+    assert await a.wait_final(finished(here), 0) is True
+    assert await b.wait_final(an_order("A3"), 0) is False
+    assert await b.wait_final(an_order("A3"), 0.05) is False
+
+
+async def test_events_dropped_before_redis_took_them_reach_subscribers_as_a_reset(
+    instances: Instances,
+) -> None:
+    a = await instances.hub(queue_limit=2)
+    b = await instances.hub()
+    sub = b.subscribe("shop-a")
+    await opened(sub)
+    # Four changes in one go: two are queued, two dropped before the publisher runs.
+    for n in range(4):
+        a.order_changed(None, an_order(f"A{n}"))
+    items = await collect(sub, 3)
+    assert isinstance(items[0], Reset)
+    assert items[0].reason is ResetReason.EVENTS_LOST
+    assert uids(items[1:]) == ["A0", "A1"]
+    # A client resuming from before the gap crosses it too.
+    replay = await collect(b.subscribe("shop-a", "0-0"), 3)
+    assert [(type(item), item.id) for item in replay] == [(type(item), item.id) for item in items]
+
+
+async def test_stopping_hands_on_the_events_still_queued(instances: Instances) -> None:
+    a = await instances.hub()
+    a.order_changed(None, an_order("A1"))
+    await a.stop()  # before its publisher ever ran
+    b = await instances.hub()
+    assert uids(await collect(b.subscribe("shop-a", "0-0"), 1)) == ["A1"]
+
+
+@pytest.mark.redis
+async def test_redis_down_never_blocks_changes_and_subscribers_get_a_reset_when_it_is_back(
+    redis_server: RedisServer,
+) -> None:
+    instances = Instances(redis_server.url)
+    try:
+        a = await instances.hub()
+        sub = a.subscribe("shop-a")
+        await opened(sub)
+        a.order_changed(None, an_order("A1"))
+        [first] = await collect(sub, 1)
+        redis_server.stop()
+        a.order_changed(None, an_order("A2"))  # returns at once: queued for when Redis answers
+        refused = a.subscribe("shop-a", first.id)
+        with pytest.raises(StoreUnavailable):
+            await opened(refused)
+        assert refused.ended
+        redis_server.start()  # empty: what the stream held is gone
+        items = await collect(sub, 1)
+        assert items[0] == Reset(items[0].id, ResetReason.EVENTS_LOST)
+        a.order_changed(None, an_order("A3"))
+        async with asyncio.timeout(WITHIN):
+            while "A3" not in uids([i for i in await collect(sub, 1) if isinstance(i, OrderEvent)]):
+                pass
+    finally:
+        await instances.close()
