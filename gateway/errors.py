@@ -102,6 +102,41 @@ class InvalidAccount(ApiError):
     code = "invalid_account"
 
 
+class AccountBlocked(ApiError):
+    """An operator blocked this account (CONTRACT.md §7)."""
+
+    http_status = 403
+    code = "account_blocked"
+
+
+class DuplicateSuspected(ApiError):
+    """A new order_id for an account the shop ordered for moments ago (§7); `allow_duplicate` overrides."""
+
+    http_status = 409
+    code = "duplicate_suspected"
+
+
+class CarrierMismatch(ApiError):
+    """The number's prefix belongs to another carrier than the product's (§7)."""
+
+    http_status = 422
+    code = "carrier_mismatch"
+
+
+class AccountLimitExceeded(ApiError):
+    """The shop's per-account limit for the China day is reached (§7)."""
+
+    http_status = 429
+    code = "account_limit_exceeded"
+
+
+class RateLimited(ApiError):
+    """The shop sends faster than its `rate_limit` (§7); carries Retry-After."""
+
+    http_status = 429
+    code = "rate_limited"
+
+
 class TooManyStreams(ApiError):
     """The shop already holds `shops.*.max_streams` open event streams (CONTRACT.md §8)."""
 
