@@ -15,7 +15,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.intake import read_order_request
-from gateway.middleware import json_response
+from gateway.middleware import SHOP, json_response
 from gateway.order import Order, OrderRequest
 from gateway.runtime import RUNTIME
 from gateway.views import public_view
@@ -48,6 +48,7 @@ async def place_order(request: web.Request) -> web.Response:
     content_type = request.headers.get("Content-Type")
     body = await _read_body(request)
     shop = await runtime.auth.authenticate("POST", _path_qs(request), request.headers, body)
+    request[SHOP] = shop
     if content_type is not None and "json" not in content_type.lower():
         raise UnsupportedMediaType("send the order as application/json")
     intake = read_order_request(body, shop, runtime.catalog, runtime.config.orders.sync_wait)
@@ -83,6 +84,7 @@ def _replayed(order: Order, request: OrderRequest) -> web.Response:
 async def get_order(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     shop = await runtime.auth.authenticate("GET", _path_qs(request), request.headers, b"")
+    request[SHOP] = shop
     order_id = request.match_info["order_id"]
     order = await runtime.store.get_order(shop, order_id)
     if order is None:

@@ -24,7 +24,7 @@ from gateway.destinations import NotificationSessions
 from gateway.events import EventBus, EventHub
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
-from gateway.middleware import ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
+from gateway.middleware import REFUSALS, ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
 from gateway.notifier import Notifier
 from gateway.orders import OrderService
 from gateway.ratelimit import MemoryRateState, RateState
@@ -35,6 +35,7 @@ from gateway.redisswitches import RedisSwitches
 from gateway.routing import Router
 from gateway.runtime import RUNTIME, Runtime
 from gateway.schedule import CheckSchedule
+from gateway.shoprate import ShopRates
 from gateway.simulation import SimulatorFarm
 from gateway.store import Store, StoreError, open_store
 from gateway.store.redis import RedisStore
@@ -70,6 +71,7 @@ def create_app(
     app.add_routes(callbacks.routes)
     metrics = Metrics()
     _bind_route_metrics(app, metrics)
+    app[REFUSALS] = metrics
     contexts: list[Context] = []
     if start_simulators:
         contexts.append(_simulators_context(config))
@@ -164,7 +166,9 @@ def _runtime_context(
                 clock=clock,
                 rng=rng,
             )
-            auth = ShopAuthenticator(secrets, store, clock)
+            limits = {name: shop.rate_limit for name, shop in config.shops.items()}
+            shop_rates = ShopRates(limits, rate_state, clock)
+            auth = ShopAuthenticator(secrets, store, clock, rates=shop_rates)
             orders.on_change(events.order_changed)
             orders.on_confirm(reconciler.confirm)
             app[RUNTIME] = Runtime(

@@ -14,7 +14,9 @@ from secrets import token_bytes
 from typing import Final
 
 from gateway.clock import Clock
+from gateway.config.model import RateLimitConfig
 from gateway.errors import StoreUnavailable, Unauthenticated
+from gateway.shoprate import ShopRates
 from gateway.store import Store, StoreError
 
 WINDOW_SECONDS: Final = 300.0
@@ -41,7 +43,7 @@ def notification_signature(secret: bytes, timestamp: str, body: bytes) -> str:
 class ShopAuthenticator:
     """Checks a shop request's headers against its secret, the clock and the nonces already seen."""
 
-    __slots__ = ("_clock", "_decoy", "_secrets", "_store", "_window")
+    __slots__ = ("_clock", "_decoy", "_rates", "_secrets", "_store", "_window")
 
     def __init__(
         self,
@@ -49,9 +51,11 @@ class ShopAuthenticator:
         store: Store,
         clock: Clock,
         window_seconds: float = WINDOW_SECONDS,
+        rates: ShopRates | None = None,
     ) -> None:
         self._secrets = dict(secrets)
         self._store = store
+        self._rates = rates
         self._clock = clock
         self._window = window_seconds
         # Signs for shops that do not exist. Random per process, so no request can ever match it.
@@ -60,8 +64,13 @@ class ShopAuthenticator:
     def replace_secrets(self, secrets: Mapping[str, bytes]) -> None:
         self._secrets = dict(secrets)
 
+    def replace_rate_limits(self, limits: Mapping[str, RateLimitConfig | None]) -> None:
+        if self._rates is not None:
+            self._rates.reconfigure(limits)
+
     async def authenticate(self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes) -> str:
-        """The shop id, or `Unauthenticated`; `StoreUnavailable` if the nonce cannot be recorded."""
+        """The shop id, or `Unauthenticated`; `RateLimited` over the shop's rate; `StoreUnavailable` if
+        the nonce cannot be recorded."""
         shop = headers.get("X-Shop-Id", "")
         timestamp = headers.get("X-Timestamp", "")
         nonce = headers.get("X-Nonce", "")
@@ -85,6 +94,10 @@ class ShopAuthenticator:
         sent_at = int(timestamp)
         if abs(now - sent_at) > self._window:
             raise Unauthenticated("timestamp")
+        if self._rates is not None:
+            # After the signature (nobody spends another shop's budget), before the nonce (a refused
+            # request leaves nothing behind and may be sent again as it was).
+            await self._rates.admit(shop)
         # Remembered for as long as this timestamp stays acceptable; claimed only after the
         # signature holds, so nobody can burn another shop's nonces.
         try:

@@ -114,6 +114,13 @@ class Metrics:
             "gateway_order_conflicts_total", "Reports contradicting a final state", ["supplier"], registry=r
         )
         self.store_up = Gauge("gateway_store_up", "1 when the store answers", registry=r)
+        self.shop_refusals = Counter(
+            "gateway_shop_requests_refused_total",
+            "Shop requests refused before the charge (CONTRACT.md §7, §8)",
+            ["shop", "code"],
+            registry=r,
+        )
+        self._shop_refusals: dict[tuple[str, str], Counter] = {}
         self.http_requests = Counter(
             "gateway_http_requests_total", "HTTP requests", ["route", "status"], registry=r
         )
@@ -163,6 +170,13 @@ class Metrics:
             ),
             duration=self.order_duration.labels(name),
         )
+
+    def refused(self, shop: str, code: str) -> None:
+        """Count one refusal; a child per (shop, code) is bound the first time and kept."""
+        child = self._shop_refusals.get((shop, code))
+        if child is None:
+            child = self._shop_refusals[(shop, code)] = self.shop_refusals.labels(shop, code)
+        child.inc()
 
     def route(self, name: str) -> RouteMetrics:
         return RouteMetrics(name, self.http_requests, self.http_duration.labels(name))

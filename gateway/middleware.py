@@ -22,12 +22,26 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.logs import get_logger
-from gateway.metrics import RouteMetrics
+from gateway.metrics import Metrics, RouteMetrics
 from gateway.store import StoreError
 
 log = get_logger(__name__)
 ROUTE_METRICS: Final = web.AppKey("route_metrics", dict)  # resource -> RouteMetrics, bound at start-up
+REFUSALS: Final = web.AppKey("refusals", Metrics)  # where refusals before the charge are counted
 UNMATCHED: Final = "unmatched"
+SHOP: Final = web.RequestKey("shop", str)  # the shop a request was authenticated as
+# Refusals before the charge (CONTRACT.md §7, §8), counted by shop and code.
+REFUSAL_CODES: Final = frozenset(
+    {
+        "invalid_account",
+        "carrier_mismatch",
+        "duplicate_suspected",
+        "account_limit_exceeded",
+        "account_blocked",
+        "rate_limited",
+        "too_many_streams",
+    }
+)
 
 
 def json_response(
@@ -67,6 +81,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
+        if exc.code in REFUSAL_CODES:
+            _count_refusal(request, exc.code)
         response = error_response(exc)
         if exc.closes_connection:
             await _answer_and_close(request, response)
@@ -83,6 +99,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("request_failed", path=request.path, method=request.method)
         return error_response(InternalError("internal error"))
+
+
+def _count_refusal(request: web.Request, code: str) -> None:
+    """`gateway_shop_requests_refused_total{shop, code}`, for a request whose shop is known.
+
+    A request refused for its rate was not yet marked with its shop, but its signature held: the
+    shop it names is the one that sent it.
+    """
+    shop = request.get(SHOP) or (request.headers.get("X-Shop-Id") if code == "rate_limited" else None)
+    metrics = request.app.get(REFUSALS)
+    if shop and metrics is not None:
+        metrics.refused(shop, code)
 
 
 async def _answer_and_close(request: web.Request, response: web.Response) -> None:

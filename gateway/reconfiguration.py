@@ -207,6 +207,7 @@ def _apply(runtime: Runtime, new: GatewayConfig) -> Reloaded:
         new.notify, secrets, {name: shop.notify_hosts for name, shop in new.shops.items()}
     )
     runtime.auth.replace_secrets(secrets)
+    runtime.auth.replace_rate_limits({name: shop.rate_limit for name, shop in new.shops.items()})
     runtime.catalog = catalog
     runtime.config = new
     log.info(

@@ -105,6 +105,10 @@ class ShopConfig:
     max_streams: Annotated[
         int, Range(1), Doc("Open SSE and WebSocket streams the shop may hold; more are 429")
     ] = 100
+    rate_limit: Annotated[
+        RateLimitConfig | None,
+        Doc("Requests the shop may send (max_wait is not used: over it is 429 rate_limited)"),
+    ] = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
