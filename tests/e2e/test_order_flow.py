@@ -187,4 +187,6 @@ async def test_waiting_requests_leave_nothing_behind(gateway: Gateway) -> None:
     d = await gateway({"quiet": SupplierSpec(knobs={"callback_drop_rate": 1.0})})
     results = await asyncio.gather(*(d.shop.place(order_id=f"W-{i}", wait_seconds=0.2) for i in range(5)))
     assert all(order["status"] == "processing" for _, order in results)
-    assert d.runtime.orders._waiters == {}  # private on purpose: the bound on memory is what is tested
+    # Private on purpose: the bound on memory is what is tested.
+    assert d.runtime.events._waiters == {}
+    assert d.runtime.events._waiting == {}
