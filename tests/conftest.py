@@ -11,11 +11,11 @@ import pytest
 
 from gateway.config.model import LogConfig, LogFormat, LogLevel
 from gateway.logs import configure_logging
-from tests.redis_servers import _shared_redis_cluster, redis_cluster, redis_server
+from tests.redis_servers import _shared_redis_cluster, redis_cluster, redis_server, redis_url
 from tests.tools import SWITCH, strict
 
 # Real Redis for every test that names one of these fixtures (tests/redis_servers.py).
-__all__ = ["_shared_redis_cluster", "redis_cluster", "redis_server"]
+__all__ = ["_shared_redis_cluster", "redis_cluster", "redis_server", "redis_url"]
 
 configure_logging(LogConfig(level=LogLevel.WARNING, format=LogFormat.CONSOLE), cache=False)
 

@@ -170,3 +170,15 @@ def redis_cluster(_shared_redis_cluster: RedisCluster) -> RedisCluster:
         node.cli("flushall")
         node.cli("script", "flush")
     return _shared_redis_cluster
+
+
+@pytest.fixture(
+    params=[pytest.param("server", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
+)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The store URL of a Redis server of the test's own, then of the run's Cluster: each test twice."""
+    if request.param == "server":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return cluster.url

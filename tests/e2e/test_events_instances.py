@@ -19,7 +19,7 @@ from gateway.store.redis_endpoint import RedisEndpoint
 from tests.e2e.harness import Deployment, Gateway, SupplierSpec, start_simulator
 from tests.e2e.test_events import EventStream, Frame, statuses, stream
 from tests.e2e.test_operations import admin_url
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.redis_servers import RedisServer
 
 SHOP = "demo"
 
@@ -28,17 +28,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture(
-    params=[pytest.param("server", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
-)
-def redis_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "server":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return server.url
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return cluster.url
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from aiohttp import ClientSession
@@ -22,7 +22,7 @@ from tests.e2e.harness import Deployment, Gateway, Shop, SupplierSpec, config_ya
 from tests.e2e.test_admin_orders import Admin
 from tests.e2e.test_callbacks import callback_body
 from tests.e2e.test_operations import admin_url, scrape
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.redis_servers import RedisServer
 
 SEND_JITTER_SECONDS = 0.05
 
@@ -33,26 +33,25 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(params=["server", "cluster"])
-def redis_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "server":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return server.url
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return cluster.url
+QUIET: Final = {"result_after": "1h", "callback_drop_rate": 1.0}  # accepts, then never says more
 
 
 async def two_instances(
-    gateway: Gateway, redis_url: str, supplier: dict[str, Any] | None = None
+    gateway: Gateway,
+    redis_url: str,
+    supplier: dict[str, Any] | None = None,
+    *,
+    knobs: dict[str, Any] | None = None,
+    orders: dict[str, Any] | None = None,
 ) -> tuple[list[Deployment], Simulator, list[Callable[[], Awaitable[None]]]]:
-    """Two gateways on `redis_url` before one fulu simulator, which calls back to the first."""
+    """Two gateways on `redis_url` before one fulu simulator (with `knobs`), which calls back to the first."""
     first_port = _free_port()
     cleanups: list[Callable[[], Awaitable[None]]] = []
-    simulator, url = await start_simulator("fulu", SupplierSpec(), first_port, cleanups)
+    simulator, url = await start_simulator("fulu", SupplierSpec(knobs=knobs or {}), first_port, cleanups)
     spec = SupplierSpec(url=url, extra=supplier or {})
     instances = [
-        await gateway({"fulu": spec}, store=redis_url, port=first_port),
-        await gateway({"fulu": spec}, store=redis_url),
+        await gateway({"fulu": spec}, store=redis_url, port=first_port, orders=orders),
+        await gateway({"fulu": spec}, store=redis_url, orders=orders),
     ]
     return instances, simulator, cleanups
 
@@ -190,17 +189,9 @@ async def test_each_due_order_is_queried_by_one_instance_and_a_silent_claim_pass
 ) -> None:
     """Both instances sweep at the same moment: every due order is queried once, by one of them. An
     instance that claimed orders and then went silent (died) holds them only until its claims end."""
-    quiet = {"result_after": "1h", "callback_drop_rate": 1.0}
-    first_port = _free_port()
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-    _, url = await start_simulator("fulu", SupplierSpec(knobs=quiet), first_port, cleanups)
-    spec = SupplierSpec(url=url)
     orders = {"reconcile_after": "10s", "reconcile_every": "20s"}
+    instances, _, cleanups = await two_instances(gateway, redis_url, knobs=QUIET, orders=orders)
     try:
-        instances = [
-            await gateway({"fulu": spec}, store=redis_url, port=first_port, orders=orders),
-            await gateway({"fulu": spec}, store=redis_url, orders=orders),
-        ]
         for i in range(30):
             status, body = await instances[i % 2].shop.place(order_id=f"CLAIM-{i}", wait_seconds=0)
             assert (status, body["status"]) == (201, "processing")
@@ -237,14 +228,8 @@ async def test_an_order_finished_elsewhere_is_never_answered_from_a_stale_memory
 ) -> None:
     """Placed on the first instance, settled by an operator on the second while the shop waits: the
     first answers with what the store holds, not with the processing order it saved itself."""
-    quiet = {"result_after": "1h", "callback_drop_rate": 1.0}
-    first_port = _free_port()
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-    _, url = await start_simulator("fulu", SupplierSpec(knobs=quiet), first_port, cleanups)
-    spec = SupplierSpec(url=url)
+    (first, second), _, cleanups = await two_instances(gateway, redis_url, knobs=QUIET)
     try:
-        first = await gateway({"fulu": spec}, store=redis_url, port=first_port)
-        second = await gateway({"fulu": spec}, store=redis_url)
         placing = asyncio.ensure_future(first.shop.place(order_id="STALE-1", wait_seconds=3))
         await second.shop.wait_for("STALE-1", lambda o: o["attempts"][-1]["outcome"] == "processing")
 
@@ -262,16 +247,8 @@ async def test_every_instance_reports_the_stores_count_of_open_orders(
     gateway: Gateway, redis_url: str
 ) -> None:
     """An order placed on one instance and settled on the other leaves neither counting it."""
-    quiet = {"result_after": "1h", "callback_drop_rate": 1.0}
-    first_port = _free_port()
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-    _, url = await start_simulator("fulu", SupplierSpec(knobs=quiet), first_port, cleanups)
-    spec = SupplierSpec(url=url)
+    instances, _, cleanups = await two_instances(gateway, redis_url, knobs=QUIET)
     try:
-        instances = [
-            await gateway({"fulu": spec}, store=redis_url, port=first_port),
-            await gateway({"fulu": spec}, store=redis_url),
-        ]
         for order_id in ("COUNT-1", "COUNT-2"):
             status, _ = await instances[0].shop.place(order_id=order_id, wait_seconds=0)
             assert status == 201

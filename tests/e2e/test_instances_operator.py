@@ -18,19 +18,10 @@ from gateway.simulator import Simulator
 from tests.e2e.fleet import restartable_port
 from tests.e2e.harness import Deployment, Gateway, SupplierSpec, start_simulator
 from tests.e2e.test_operations import admin_url
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.redis_servers import RedisServer
 
 AUTH = {"Authorization": "Bearer admin-token"}
 WITHIN_SECONDS = 10.0
-
-
-@pytest.fixture(params=["server", "cluster"])
-def redis_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "server":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return server.url
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return cluster.url
 
 
 class Fleet:

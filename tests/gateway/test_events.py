@@ -30,7 +30,7 @@ from gateway.order import Notification, Order, OrderStatus
 from gateway.redisevents import RedisFeed
 from gateway.store.redis import RedisStore
 from gateway.views import public_view
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.redis_servers import RedisServer
 from tests.store.samples import an_attempt, an_order
 
 
@@ -280,17 +280,6 @@ def test_a_shop_at_its_stream_limit_is_refused_and_a_closed_stream_frees_its_slo
 # -- the Redis feed: several hubs (as several instances) on one real Redis -------------------------
 
 WITHIN = 5.0  # every wait is bounded: a missing event fails the test instead of hanging it
-
-
-@pytest.fixture(
-    params=[pytest.param("server", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
-)
-def redis_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "server":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return server.url
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return cluster.url
 
 
 class Instances:
