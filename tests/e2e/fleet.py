@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -199,12 +200,19 @@ class Notice:
 
 @dataclass
 class NotificationSink:
-    """The shops' notify_url: records every POST by order_id and always acknowledges."""
+    """The shops' notify_url: records every POST by order_id and always acknowledges.
+
+    With `ack_delay` the shop takes that long to acknowledge, and records a POST only then: one whose
+    sender hangs up (or dies) first is counted in `cut_off`, not in `received` (the test server
+    cancels the handler), so only a POST sent again can make up for it.
+    """
 
     secret: bytes = SECRET.encode()
     received: dict[str, list[Notice]] = field(default_factory=lambda: defaultdict(list))
     bodies: list[bytes] = field(default_factory=list)  # every POST as sent, for what shops may read
     server: TestServer | None = None
+    ack_delay: float = 0.0
+    cut_off: int = 0
 
     async def start(self) -> str:
         app = web.Application()
@@ -223,6 +231,12 @@ class NotificationSink:
         signed = hmac.compare_digest(expected, request.headers.get("X-Gateway-Signature", ""))
         doc = orjson.loads(body)
         self.bodies.append(body)
+        if self.ack_delay > 0:
+            try:
+                await asyncio.sleep(self.ack_delay)
+            except asyncio.CancelledError:
+                self.cut_off += 1
+                raise
         self.received[doc["order_id"]].append(Notice(status=doc["status"], signed=signed))
         return web.Response(text="ok")
 
@@ -263,6 +277,78 @@ async def place_until_answered(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{order['order_id']}: not accepted within {within}s (last: {status})")
         await asyncio.sleep(pause)
+
+
+async def place_on_any(
+    shops: Sequence[Shop],
+    order: Mapping[str, Any],
+    *,
+    within: float,
+    first: int = 0,
+    pause: float = 0.05,
+    max_pause: float = 0.5,
+) -> tuple[int, dict[str, Any], int]:
+    """POST `order` as a load balancer before several instances would, until one answers 201 or 200.
+
+    To `shops[first]` first, then after a socket error or a 503 to the next one in turn, waiting a
+    little longer after each (up to `max_pause`) so that a fleet with its store down is not flooded.
+    Always the same body: whichever instance stored it, the shared store makes it one order.
+    Returns (status, answer, index in `shops` of the instance that answered).
+    """
+    body = orjson.dumps(order)
+    deadline = time.monotonic() + within
+    index = first % len(shops)
+    while True:
+        try:
+            status, answer, _ = await shops[index].post_raw(body)
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            status, answer = 0, None
+        if status in (200, 201):
+            return status, answer, index
+        if status not in (0, 503):
+            raise Rejected(f"{order['order_id']}: HTTP {status} {answer}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{order['order_id']}: not accepted within {within}s (last: {status})")
+        index = (index + 1) % len(shops)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, max_pause)
+
+
+async def settle(
+    shop: Shop, order_ids: Iterable[str], *, within: float, every: float = 0.3
+) -> dict[str, str]:
+    """Read the orders until each is final or `within` seconds pass: the first final status of each.
+
+    What is missing from the answer was not final in time; the audit says why.
+    """
+    pending = set(order_ids)
+    first_final: dict[str, str] = {}
+    deadline = time.monotonic() + within
+    while pending and time.monotonic() < deadline:
+        for order_id, order in (await read_orders(shop, pending)).items():
+            if order is not None and order["status"] in FINAL:
+                first_final[order_id] = order["status"]
+                pending.discard(order_id)
+        if pending:
+            await asyncio.sleep(every)
+    return first_final
+
+
+def admin_listening_on(config_text: str, port: int) -> str:
+    """`config_text` (a harness `config_yaml`) with its admin listener on `port` instead of a free one,
+    so that the test can reach /readyz and /admin/* of a `gateway run` process."""
+    doc = yaml.safe_load(config_text)
+    doc["admin"]["listen"] = f"127.0.0.1:{port}"
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+async def ready_status(session: aiohttp.ClientSession, admin_url: str) -> int:
+    """The HTTP status of `GET /readyz` on an admin listener; 0 when nothing answers."""
+    try:
+        async with session.get(admin_url + "/readyz") as response:
+            return response.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
 
 
 async def read_orders(
