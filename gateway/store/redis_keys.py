@@ -16,6 +16,10 @@ shard's orders and its listing index always share one Cluster slot and one scrip
   lookups by uid. Its own slot; see `RedisStore.create_order` for when it is written.
 - `gw:n:<n>:<shop>:<nonce>`: a string, `<expires_at> <claim token>`, expiring on its own.
 
+Other state of the gateway shares the server under names of its own modules: `{gw:rl:<key>}` the
+rate limits of suppliers and shops (`redisrate`), `gw:sw` the operator switches (`redisswitches`),
+`{gw:ev:<shop>}` and `gw:ev:bell` the order events (`redisevents`).
+
 The shard of (shop, order_id) is CRC-32 of its name's tail modulo `SHARDS`; a shard's salt is the
 first one that puts its tag in the shard's own 1/`SHARDS` of the 16384 slots, so the shards sit evenly
 across a Cluster's nodes. Both are part of the stored layout: changing either orphans stored orders.
