@@ -231,7 +231,12 @@ async def test_an_order_finished_elsewhere_is_never_answered_from_a_stale_memory
     (first, second), _, cleanups = await two_instances(gateway, redis_url, knobs=QUIET)
     try:
         placing = asyncio.ensure_future(first.shop.place(order_id="STALE-1", wait_seconds=3))
-        await second.shop.wait_for("STALE-1", lambda o: o["attempts"][-1]["outcome"] == "processing")
+        async with asyncio.timeout(5):  # until the order exists and its supplier accepted it
+            while True:
+                status, seen = await second.shop.get("STALE-1")
+                if status == 200 and seen["attempts"][-1]["outcome"] == "processing":
+                    break
+                await asyncio.sleep(0.02)
 
         resolved, view = await Admin(second).resolve("STALE-1", {"status": "failed", "note": "checked"})
         assert (resolved, view["status"]) == (200, "failed")
