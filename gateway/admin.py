@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import math
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Final, TypeVar
 
 import orjson
@@ -16,6 +19,8 @@ from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from adapters.interface import AccountKind
+from gateway.accounts import account_problem
 from gateway.config.loader import ConfigError
 from gateway.errors import (
     Forbidden,
@@ -31,10 +36,11 @@ from gateway.order import OrderStatus, Reason
 from gateway.reconfiguration import reload_from_file
 from gateway.runtime import RUNTIME, Runtime
 from gateway.store import StoreError, redact_url
+from gateway.store.blocks import AccountBlock
 from gateway.store.redis import RedisStore
 from gateway.suppliers import Supplier
 from gateway.switches import SwitchKind
-from gateway.views import operator_view
+from gateway.views import iso_time, operator_view
 
 routes = web.RouteTableDef()
 
@@ -313,3 +319,123 @@ async def reload_config(request: web.Request) -> web.Response:
             "shops": len(runtime.config.shops),
         }
     )
+
+
+# -- blocked accounts (CONTRACT.md §7) --------------------------------------------------------
+
+BLOCK_FIELDS: Final = frozenset({"account", "product", "until", "note"})
+BLOCK_LIST_PARAMETERS: Final = frozenset({"account"})
+# Product names are letters, digits and _ . -; a glob adds * ? and [...] to them.
+PRODUCT_GLOB: Final = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]{1,64}")
+
+
+def _block_view(block: AccountBlock) -> dict[str, object]:
+    return {
+        "account": block.account,
+        "product": block.product,
+        "until": None if block.until is None else iso_time(block.until),
+        "note": block.note,
+        "created_at": iso_time(block.created_at),
+        "operator": block.operator,
+    }
+
+
+def _until(value: object, now: float, problems: Problems) -> float | None:
+    if value is None:
+        return None
+    message = 'must be an ISO 8601 time with its offset, e.g. "2026-11-22T10:00:00+08:00", or null'
+    if not isinstance(value, str):
+        problems.append({"field": "until", "message": message})
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        problems.append({"field": "until", "message": message})
+        return None
+    if moment.tzinfo is None:
+        # A time without an offset could be China time or UTC: eight hours apart.
+        problems.append({"field": "until", "message": f"has no offset (Z or +08:00); {message}"})
+        return None
+    until = moment.timestamp()
+    if not math.isfinite(until) or until <= now:
+        problems.append({"field": "until", "message": "must be in the future (null: until deleted)"})
+        return None
+    return until
+
+
+def _block_request(body: bytes, headers: Mapping[str, str], now: float) -> AccountBlock:
+    """The block asked for; every problem (body and X-Operator) at once."""
+    problems: Problems = []
+    operator = _operator(headers, problems) if "X-Operator" in headers else None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        problems.append({"field": "body", "message": f"is not valid JSON: {exc}"})
+        raise InvalidRequest("the request is invalid", details=problems) from None
+    if not isinstance(doc, dict):
+        problems.append({"field": "body", "message": "must be a JSON object"})
+        raise InvalidRequest("the request is invalid", details=problems)
+    problems.extend(
+        {"field": name, "message": "is not a known field"} for name in sorted(doc.keys() - BLOCK_FIELDS)
+    )
+    account = doc.get("account")
+    if account is None:
+        problems.append({"field": "account", "message": "is required"})
+    elif not isinstance(account, str):
+        problems.append({"field": "account", "message": "must be a string"})
+    elif (problem := account_problem(AccountKind.ANY, account)) is not None:
+        problems.append({"field": "account", "message": problem})
+    product = doc.get("product", "*")
+    if not isinstance(product, str) or PRODUCT_GLOB.fullmatch(product) is None:
+        problems.append(
+            {"field": "product", "message": "must be a product name or glob (* ? [...]), 1 to 64 characters"}
+        )
+    until = _until(doc.get("until"), now, problems)
+    note = doc.get("note", "")
+    if not isinstance(note, str):
+        problems.append({"field": "note", "message": "must be a string"})
+    elif len(note) > MAX_NOTE_CHARS:
+        problems.append({"field": "note", "message": f"must be at most {MAX_NOTE_CHARS} characters"})
+    if problems or not isinstance(account, str) or not isinstance(product, str) or not isinstance(note, str):
+        raise InvalidRequest("the request is invalid", details=problems)
+    return AccountBlock(
+        account=account, product=product, until=until, note=note, created_at=now, operator=operator
+    )
+
+
+@routes.post("/admin/blocked-accounts")
+async def block_account(request: web.Request) -> web.Response:
+    """Orders for the account (of products the glob matches) are refused `403 account_blocked` by every
+    instance on the store from now on; a block for the same account and glob is replaced."""
+    runtime = request.app[RUNTIME]
+    block = _block_request(await request.read(), request.headers, runtime.clock.now())
+    await runtime.store.block_account(block)
+    return json_response(_block_view(block), 201)
+
+
+@routes.get("/admin/blocked-accounts")
+async def list_blocked_accounts(request: web.Request) -> web.Response:
+    """The blocks in force, by account then glob; `?account=` for one account's."""
+    problems: Problems = [
+        {"field": name, "message": "is not a known parameter"}
+        for name in sorted(request.query.keys() - BLOCK_LIST_PARAMETERS)
+    ]
+    account = _single(request.query, "account", problems)
+    if problems:
+        raise InvalidRequest("the query has invalid parameters", details=problems)
+    runtime = request.app[RUNTIME]
+    blocks = await runtime.store.account_blocks(runtime.clock.now(), account)
+    return json_response({"blocked_accounts": [_block_view(b) for b in blocks], "count": len(blocks)})
+
+
+@routes.delete("/admin/blocked-accounts/{account}")
+async def unblock_account(request: web.Request) -> web.Response:
+    """Every block of the account goes; 404 if none was in force."""
+    runtime = request.app[RUNTIME]
+    account = request.match_info["account"]
+    removed = await runtime.store.unblock_account(account)
+    now = runtime.clock.now()
+    active = [b for b in removed if b.active(now)]
+    if not active:
+        raise NotFound(f"account {account!r} is not blocked")
+    return json_response({"account": account, "removed": [_block_view(b) for b in active]})

@@ -14,6 +14,7 @@ from gateway.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from gateway.guards import ACCOUNT_GUARD
 from gateway.intake import read_order_request
 from gateway.middleware import SHOP, json_response
 from gateway.order import Order, OrderRequest
@@ -29,7 +30,7 @@ BODY_TIMEOUT_SECONDS: Final = 5.0
 BODY_TIMEOUT: Final = web.AppKey("body_timeout_seconds", float)  # set to override the default
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
     deadline = request.app.get(BODY_TIMEOUT, BODY_TIMEOUT_SECONDS)
     try:
         async with asyncio.timeout(deadline):
@@ -46,7 +47,7 @@ def _path_qs(request: web.Request) -> str:
 async def place_order(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     content_type = request.headers.get("Content-Type")
-    body = await _read_body(request)
+    body = await read_body(request)
     shop = await runtime.auth.authenticate("POST", _path_qs(request), request.headers, body)
     request[SHOP] = shop
     if content_type is not None and "json" not in content_type.lower():
@@ -58,15 +59,27 @@ async def place_order(request: web.Request) -> web.Response:
     existing = await runtime.store.get_order(shop, intake.request.order_id)
     if existing is not None:
         return _replayed(existing, intake.request)
-    plan = runtime.router.plan(intake.product)
+    # Then the shop guards (CONTRACT.md §7), in this order: blocked, duplicate, limits. The last two
+    # reserve the order's place in its account's record, settled below whatever `place` did; an
+    # exception in between leaves the reservation to lapse (see guards.py).
+    guard = request.app[ACCOUNT_GUARD]
+    await guard.check_blocked(intake.request.account, intake.request.product)
+    reservation = await guard.reserve(
+        shop, intake.request, intake.product, allow_duplicate=intake.allow_duplicate
+    )
+    plan = runtime.router.plan(intake.product, province=intake.province)
     try:
-        order, created = await runtime.orders.place(shop, intake.request, intake.product, plan)
+        order, created = await runtime.orders.place(
+            shop, intake.request, intake.product, plan, account_info=intake.account_info
+        )
     except NoSupplierAvailable:
         # The same order_id may have been accepted meanwhile (a concurrent retry): that order, not a 503.
         raced = await runtime.store.get_order(shop, intake.request.order_id)
         if raced is None:
+            await guard.settle(reservation, None)
             raise
         order, created = raced, False
+    await guard.settle(reservation, order)
     if not created:
         return _replayed(order, intake.request)
     order = await runtime.orders.wait_final(order, intake.wait_seconds)

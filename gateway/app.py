@@ -22,6 +22,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config.model import GatewayConfig
 from gateway.destinations import NotificationSessions
 from gateway.events import EventBus, EventHub
+from gateway.guards import ACCOUNT_GUARD, AccountGuard
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import REFUSALS, ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
@@ -170,6 +171,11 @@ def _runtime_context(
             shop_rates = ShopRates(limits, rate_state, clock)
             auth = ShopAuthenticator(secrets, store, clock, rates=shop_rates)
             orders.on_change(events.order_changed)
+            # The shops as configured now (a reload replaces runtime.config), read only once orders come,
+            # after the runtime below is in place.
+            guard = AccountGuard(store, clock, lambda: app[RUNTIME].config.shops)
+            orders.on_change(guard.order_changed)
+            app[ACCOUNT_GUARD] = guard
             orders.on_confirm(reconciler.confirm)
             app[RUNTIME] = Runtime(
                 config=config,
@@ -204,6 +210,7 @@ def _runtime_context(
             yield
             await cancel_and_wait(background)
             await orders.close()
+            await guard.close()
             await reconciler.close()
             await notifier.close()
             await events.stop()

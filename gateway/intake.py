@@ -10,18 +10,22 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import orjson
-
+from adapters.interface import AccountKind
 from gateway.accounts import account_problem
 from gateway.catalog import Catalog
-from gateway.config.model import ProductConfig
-from gateway.errors import InvalidAccount, InvalidRequest, ProductNotAllowed, UnknownProduct
+from gateway.config.model import CarrierCheck, ProductConfig
+from gateway.errors import CarrierMismatch, InvalidAccount, InvalidRequest, ProductNotAllowed, UnknownProduct
+from gateway.jsonbody import json_object, unknown_fields
+from gateway.mobile import AccountInfo, Province
+from gateway.numbering import look_up
 from gateway.order import OrderRequest
 
 ORDER_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # GET /v1/orders/events is the live stream, so an order with that id could never be read back.
-RESERVED_ORDER_IDS: Final = frozenset({"events"})
-FIELDS: Final = frozenset({"order_id", "product", "account", "quantity", "notify_url", "wait_seconds"})
+RESERVED_ORDER_IDS: Final = frozenset({"events", "ws"})  # /v1/orders/events and /v1/orders/ws
+FIELDS: Final = frozenset(
+    {"order_id", "product", "account", "quantity", "notify_url", "wait_seconds", "allow_duplicate"}
+)
 MAX_WAIT_SECONDS: Final = 10.0
 
 
@@ -30,6 +34,15 @@ class Intake:
     request: OrderRequest
     product: ProductConfig
     wait_seconds: float
+    # "A second purchase": skips the duplicate guard (CONTRACT.md §7). Like wait_seconds, it says how to
+    # take this request, not what the order is, so idempotency does not compare it (not in OrderRequest).
+    allow_duplicate: bool = False
+    # The one lookup of a mobile_cn number: the order keeps it, routing reads its province.
+    account_info: AccountInfo | None = None
+
+    @property
+    def province(self) -> Province | None:
+        return self.account_info.province if self.account_info is not None else None
 
 
 def _is_int(value: object) -> bool:
@@ -49,26 +62,14 @@ def _string(doc: dict[str, Any], name: str, problems: list[dict[str, str]], *, r
 
 
 def read_order_request(body: bytes, shop: str, catalog: Catalog, default_wait_seconds: float) -> Intake:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            "body is not valid JSON", details=[{"field": "body", "message": str(exc)}]
-        ) from None
-    if not isinstance(doc, dict):
-        raise InvalidRequest(
-            "body must be a JSON object", details=[{"field": "body", "message": "must be an object"}]
-        )
-
-    problems: list[dict[str, str]] = [
-        {"field": name, "message": "is not a known field"} for name in sorted(doc.keys() - FIELDS)
-    ]
+    doc = json_object(body)
+    problems = unknown_fields(doc, FIELDS)
     order_id = _string(doc, "order_id", problems, required=True)
     if order_id is not None and ORDER_ID.fullmatch(order_id) is None:
         problems.append({"field": "order_id", "message": "must be 1 to 64 of letters, digits, _ . and -"})
     elif order_id in RESERVED_ORDER_IDS:
         problems.append(
-            {"field": "order_id", "message": f"{order_id!r} is reserved: it names the event stream"}
+            {"field": "order_id", "message": f"{order_id!r} is reserved: it names an event stream"}
         )
     product_name = _string(doc, "product", problems, required=True)
     account = _string(doc, "account", problems, required=True)
@@ -89,6 +90,10 @@ def read_order_request(body: bytes, shop: str, catalog: Catalog, default_wait_se
     if not (_is_int(wait) or isinstance(wait, float)) or not 0 <= wait <= MAX_WAIT_SECONDS:
         problems.append({"field": "wait_seconds", "message": "must be a number from 0 to 10"})
 
+    allow_duplicate = doc.get("allow_duplicate", False)
+    if not isinstance(allow_duplicate, bool):
+        problems.append({"field": "allow_duplicate", "message": "must be true or false"})
+
     if problems or order_id is None or product_name is None or account is None:
         raise InvalidRequest("the request has invalid fields", details=problems)
 
@@ -102,6 +107,9 @@ def read_order_request(body: bytes, shop: str, catalog: Catalog, default_wait_se
             f"account does not fit the product's account kind {product.account.value!r}",
             details=[{"field": "account", "message": problem}],
         )
+    account_info = look_up(account) if product.account is AccountKind.MOBILE_CN else None
+    if account_info is not None:
+        _check_carrier(product, account_info)
     return Intake(
         request=OrderRequest(
             order_id=order_id,
@@ -112,7 +120,21 @@ def read_order_request(body: bytes, shop: str, catalog: Catalog, default_wait_se
         ),
         product=product,
         wait_seconds=float(wait),
+        allow_duplicate=allow_duplicate is True,
+        account_info=account_info,
     )
+
+
+def _check_carrier(product: ProductConfig, info: AccountInfo) -> None:
+    """Refuse a number whose prefix belongs to another carrier; an unknown carrier is let through."""
+    wanted, found = product.carrier, info.carrier
+    if wanted is None or found is None or found is wanted or product.carrier_check is CarrierCheck.OFF:
+        return
+    message = (
+        f"the number is a {found.chinese_name} ({found.value}) number; "
+        f"this product recharges {wanted.chinese_name} ({wanted.value}) numbers"
+    )
+    raise CarrierMismatch(message, details=[{"field": "account", "message": message}])
 
 
 def _notify_url_problem(url: str, shop: str, catalog: Catalog) -> str | None:

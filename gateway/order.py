@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from adapters.interface import Outcome
+from gateway.mobile import AccountInfo, Province
 
 
 class OrderStatus(StrEnum):
@@ -127,6 +128,9 @@ class Order:
     attempts: tuple[Attempt, ...] = ()
     incidents: tuple[Incident, ...] = ()
     notification: Notification | None = None
+    # Carrier and province of a mobile_cn account, looked up once at intake and kept: views, events
+    # and failover read it here, never look again. None for other account kinds (and older orders).
+    account_info: AccountInfo | None = None
     # When the reconciler should next look at this processing order (see schedule.py); stores index
     # it and hand due orders out under a claim. None once final.
     check_at: float | None = None
@@ -135,6 +139,11 @@ class Order:
     @property
     def order_id(self) -> str:
         return self.request.order_id
+
+    @property
+    def province(self) -> Province | None:
+        """The account's province as routing needs it; None when unknown or not a mobile number."""
+        return self.account_info.province if self.account_info is not None else None
 
     @property
     def last_attempt(self) -> Attempt | None:
@@ -213,6 +222,7 @@ def to_document(order: Order) -> dict[str, Any]:
         ],
         "notification": _notification_document(order.notification),
         "check_at": order.check_at,
+        "account_info": order.account_info.as_json() if order.account_info is not None else None,
     }
 
 
@@ -296,6 +306,8 @@ def from_document(doc: Mapping[str, Any]) -> Order:
             for i in doc["incidents"]
         ),
         notification=_notification_from(doc.get("notification")),
+        # Written before the lookup existed: not known, and never looked up afterwards.
+        account_info=AccountInfo.from_json(info) if (info := doc.get("account_info")) is not None else None,
         # Written before checks were scheduled: due now, so the next sweep looks and reschedules it.
         check_at=doc.get("check_at", 0.0 if doc["status"] == OrderStatus.PROCESSING.value else None),
     )

@@ -35,6 +35,7 @@ from gateway.lifecycle import (
 )
 from gateway.logs import get_logger
 from gateway.metrics import Metrics, ProductMetrics
+from gateway.mobile import AccountInfo
 from gateway.order import Order, OrderRequest, OrderStatus, Reason, order_uid_of, upstream_order_id
 from gateway.routing import Router
 from gateway.store import Store
@@ -126,7 +127,13 @@ class OrderService:
     # -- accepting -------------------------------------------------------------------------
 
     async def place(
-        self, shop: str, request: OrderRequest, product: ProductConfig, plan: list[OfferConfig]
+        self,
+        shop: str,
+        request: OrderRequest,
+        product: ProductConfig,
+        plan: list[OfferConfig],
+        *,
+        account_info: AccountInfo | None = None,
     ) -> tuple[Order, bool]:
         """Create the order (or find the one with this id) and start driving it if it is new.
 
@@ -137,7 +144,8 @@ class OrderService:
         admitted = await self._admit(plan)
         if admitted is None:
             raise NoSupplierAvailable(
-                "every offer for this product is disabled, open-circuit, saturated or rate-limited",
+                "every offer for this product is disabled, open-circuit, saturated, rate-limited "
+                "or not serving the number's province",
                 headers={"Retry-After": str(self.retry_after(product.offers))},
             )
         offer, permit = admitted
@@ -150,6 +158,7 @@ class OrderService:
             face_value_cents=product.face_value,
             created_at=now,
             updated_at=now,
+            account_info=account_info,
         )
         begun = self._begin(order, offer, expected_attempts=0)
         assert begun is not None  # noqa: S101 (a new order has no attempt)
@@ -267,7 +276,11 @@ class OrderService:
             return None
         seen = len(order.attempts)
         tried = {a.supplier for a in order.attempts}
-        plan = self._router.plan(product, tried) if seen < self._config.max_attempts else []
+        plan = (
+            self._router.plan(product, tried, province=order.province)
+            if seen < self._config.max_attempts
+            else []
+        )
         admitted = await self._admit(plan)
         if admitted is None:
             await self.transition(uid, _step(partial(self._exhausted, expected_attempts=seen), Next.FINISHED))

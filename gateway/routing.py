@@ -1,7 +1,7 @@
 """Which offers of a product to try, in which order: `priority`, `weighted`, `cheapest` and `adaptive`.
 
-Only orders offers; it never sends. Suppliers that are disabled, open-circuit or saturated are left
-out; the rate limit is asked when an offer is admitted.
+Only orders offers; it never sends. Offers that do not serve the number's province and suppliers
+that are disabled, open-circuit or saturated are left out; the rate limit is asked on admission.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Final, assert_never
 
 from gateway.clock import Clock
 from gateway.config.model import OfferConfig, ProductConfig, Routing
+from gateway.mobile import Province
 from gateway.suppliers import Supplier
 
 # Adaptive routing: a Beta prior worth PRIOR_CALLS calls at PRIOR_RATE success, so a cold supplier
@@ -31,6 +32,17 @@ def _weighted_shuffle(offers: Sequence[OfferConfig], rng: random.Random) -> list
     return [offer for _, offer in keyed]
 
 
+def serves(offer: OfferConfig, province: Province | None) -> bool:
+    """Whether `offer` takes numbers of `province` (None: unknown, or not a mobile number).
+
+    An offer with a `provinces` list serves only those, so never an unknown province; one with
+    `exclude_provinces` serves every other, unknown included; one with neither serves all.
+    """
+    if offer.provinces is not None:
+        return province in offer.provinces
+    return province not in offer.exclude_provinces
+
+
 class Router:
     """Plans the offers for one order from the product's routing mode."""
 
@@ -47,9 +59,13 @@ class Router:
             Routing.ADAPTIVE: self._adaptive,
         }
 
-    def plan(self, product: ProductConfig, tried: Collection[str] = ()) -> list[OfferConfig]:
-        """Routable offers not yet tried for this order, best first."""
-        candidates = [o for o in product.offers if o.supplier not in tried and self._routable(o)]
+    def plan(
+        self, product: ProductConfig, tried: Collection[str] = (), *, province: Province | None = None
+    ) -> list[OfferConfig]:
+        """Routable offers serving the number's `province`, not yet tried for this order, best first."""
+        candidates = [
+            o for o in product.offers if o.supplier not in tried and serves(o, province) and self._routable(o)
+        ]
         if len(candidates) <= 1:
             return candidates
         mode = product.routing

@@ -26,7 +26,7 @@ def public_view(order: Order) -> dict[str, Any]:
         delivered = order.face_value_cents * request.quantity
     elif order.status is OrderStatus.PARTIAL and deciding is not None:
         delivered = deciding.delivered_cents
-    return {
+    view: dict[str, Any] = {
         "order_id": request.order_id,
         "product": request.product,
         "account": request.account,
@@ -42,6 +42,10 @@ def public_view(order: Order) -> dict[str, Any]:
         "updated_at": iso_time(order.updated_at),
         "attempts": [public_attempt(a) for a in order.attempts],
     }
+    # Only mobile_cn orders carry it (CONTRACT.md §7): as stored at intake, never looked up here.
+    if order.account_info is not None:
+        view["account_info"] = order.account_info.as_json()
+    return view
 
 
 def public_attempt(attempt: Attempt) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
-from adapters.interface import AdapterFactory, AdapterSettings, InvalidSettings
+from adapters.interface import AccountKind, AdapterFactory, AdapterSettings, InvalidSettings
 from gateway.config.model import GatewayConfig, NotifyConfig, ProductConfig, ShopConfig, SupplierConfig
 
 KeyPath: TypeAlias = tuple[str | int, ...]
@@ -68,6 +68,7 @@ def check_config(
             findings.extend(_demo_credentials(name, supplier))
     for name, product in config.products.items():
         findings.extend(_offer_suppliers(name, product, suppliers))
+        findings.extend(_number_rules(name, product))
     return findings
 
 
@@ -237,6 +238,39 @@ def _offer_suppliers(name: str, product: ProductConfig, suppliers: Set[str]) -> 
             )
         else:
             first_index[offer.supplier] = index
+
+
+def _number_rules(name: str, product: ProductConfig) -> Iterator[Finding]:
+    """`carrier` and offers' provinces judge a mobile number's prefix: other accounts have none."""
+    mobile = product.account is AccountKind.MOBILE_CN
+    if product.carrier is not None and not mobile:
+        yield (
+            ("products", name, "carrier"),
+            f"applies only to mobile_cn products; this product's account is {product.account.value}",
+        )
+    for index, offer in enumerate(product.offers):
+        path: KeyPath = ("products", name, "offers", index)
+        if offer.provinces is not None and offer.exclude_provinces:
+            yield (
+                path,
+                "has both provinces and exclude_provinces: list the provinces the offer serves, "
+                "or those it does not serve, not both",
+            )
+        for key, listed in (
+            ("provinces", offer.provinces or ()),
+            ("exclude_provinces", offer.exclude_provinces),
+        ):
+            if listed and not mobile:
+                yield (
+                    (*path, key),
+                    f"applies only to mobile_cn products; this product's account is {product.account.value}",
+                )
+            first: dict[str, int] = {}
+            for position, province in enumerate(listed):
+                if province in first:
+                    yield (*path, key, position), f'"{province}" is already listed at [{first[province]}]'
+                else:
+                    first[province] = position
 
 
 def _seconds(value: float) -> str:

@@ -361,7 +361,7 @@ class _Converter:
             if isinstance(value, str) and value in {member.value for member in base}:
                 return base(value)
             valid = ", ".join(member.value for member in base)
-            self._problem(path, f"must be one of {valid}; got {_describe(value)}")
+            self._problem(path, f"must be one of {valid}; got {_describe(value)}{_enum_hint(value, base)}")
             return _INVALID
         raise TypeError(f"unsupported config type {base!r} at {format_key_path(path)}")
 
@@ -490,6 +490,14 @@ def _unknown_key_message(key: object, valid: list[str]) -> str:
     if close:
         return f'unknown key; did you mean "{close[0]}"?'
     return f"unknown key; valid keys: {', '.join(valid)}"
+
+
+def _enum_hint(value: object, enum: type[StrEnum]) -> str:
+    """A value that starts with a valid one is most likely it with a suffix: "江苏省" for 江苏."""
+    if not isinstance(value, str):
+        return ""
+    starts = [member.value for member in enum if value.startswith(member.value)]
+    return f'; did you mean "{max(starts, key=len)}"?' if starts else ""
 
 
 def _kind(value: object) -> str:

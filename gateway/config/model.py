@@ -14,6 +14,7 @@ from typing import Annotated
 
 from adapters.interface import AccountKind, Verdict
 from gateway.config.constraints import Doc, Duration, MinItems, Money, Pattern, Range
+from gateway.mobile import Carrier, Province
 from gateway.secret import Secret
 
 HOST_PORT = Pattern(
@@ -41,6 +42,11 @@ class Routing(StrEnum):
     WEIGHTED = "weighted"
     ADAPTIVE = "adaptive"
     CHEAPEST = "cheapest"
+
+
+class CarrierCheck(StrEnum):
+    PREFIX = "prefix"
+    OFF = "off"
 
 
 class LogFormat(StrEnum):
@@ -98,10 +104,30 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AccountLimitsConfig:
+    """Per account and China day (UTC+8), over all of the shop's products; failed orders do not count."""
+
+    orders_per_day: Annotated[int | None, Range(1), Doc("Orders per account per day")] = None
+    value_per_day: Annotated[
+        int | None, Money(), Range(1), Doc("Face value x quantity per account per day")
+    ] = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ShopConfig:
     secret: Annotated[Secret, Doc("HMAC-SHA256 key the shop signs requests with")]
     products: Annotated[tuple[str, ...], Doc("Glob patterns of product names the shop may sell")] = ()
     notify_hosts: Annotated[tuple[str, ...], Doc("Hosts allowed in notify_url")] = ()
+    duplicate_window: Annotated[
+        float,
+        Duration(),
+        Range(0),
+        Doc(
+            "A new order_id for the same product and account within this time of an order that has not"
+            " failed is 409 duplicate_suspected, unless the order says allow_duplicate; 0s: off"
+        ),
+    ] = 0.0
+    account_limits: AccountLimitsConfig | None = None
     max_streams: Annotated[
         int, Range(1), Doc("Open SSE and WebSocket streams the shop may hold; more are 429")
     ] = 100
@@ -214,6 +240,18 @@ class OfferConfig:
     cost: Annotated[int, Money()]
     priority: Annotated[int, Range(0, 1000), Doc("Lower is tried first")] = 1
     weight: Annotated[int, Range(0, 1000)] = 1
+    provinces: Annotated[
+        tuple[Province, ...] | None,
+        MinItems(1),
+        Doc(
+            "mobile_cn only: serves only numbers of these provinces (short names: 江苏, 广西, 内蒙古);"
+            " a number whose province is unknown is not served. Not with exclude_provinces"
+        ),
+    ] = None
+    exclude_provinces: Annotated[
+        tuple[Province, ...],
+        Doc("mobile_cn only: serves every number but those of these provinces. Not with provinces"),
+    ] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,6 +261,20 @@ class ProductConfig:
     offers: Annotated[tuple[OfferConfig, ...], MinItems(1)]
     routing: Routing = Routing.PRIORITY
     max_quantity: Annotated[int, Range(1, 100)] = 100
+    carrier: Annotated[
+        Carrier | None,
+        Doc(
+            "mobile_cn only: the carrier the product recharges"
+            " (cmcc 中国移动, cucc 中国联通, ctcc 中国电信, cbn 中国广电)"
+        ),
+    ] = None
+    carrier_check: Annotated[
+        CarrierCheck,
+        Doc(
+            "prefix: a number whose prefix belongs to another carrier is 422 carrier_mismatch;"
+            " off: sell to ported numbers (携号转网) too"
+        ),
+    ] = CarrierCheck.PREFIX
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from gateway.order import Order, OrderStatus, Reason
+from gateway.store.blocks import AccountBlock
+from gateway.store.reservations import AccountClaim, AccountEntry, AccountVerdict, Release
 
 
 class StoreError(Exception):
@@ -87,6 +89,40 @@ class Store(Protocol):
         nonce until `expires_at` (a request is acted on only after its claim returned). Claims past
         their expiry are forgotten, so the record stays about one window of requests long.
         """
+        ...
+
+    async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
+        """Check `claim` against its (shop, account) record and, if it passes, record its pending entry.
+
+        Atomic per record: of concurrent claims on one account only as many pass as the rules allow
+        (`reservations.decide`). Entries past their `expires_at` are forgotten first. Nothing is
+        written when the verdict refuses.
+        """
+        ...
+
+    async def confirm_account_order(self, shop: str, account: str, entry: AccountEntry) -> None:
+        """The order of `entry` exists: its entry is confirmed (`reservations.confirmation`)."""
+        ...
+
+    async def release_account_order(
+        self, shop: str, account: str, order_id: str, how: Release, now: float
+    ) -> bool:
+        """Release or drop the entry of `order_id` as `how` says (`reservations.release`).
+
+        True if the entry changed.
+        """
+        ...
+
+    async def block_account(self, block: AccountBlock) -> None:
+        """Keep `block`, replacing the account's block for the same product glob. Durable when it returns."""
+        ...
+
+    async def unblock_account(self, account: str) -> Sequence[AccountBlock]:
+        """Remove every block of `account`; the removed ones (expired ones too)."""
+        ...
+
+    async def account_blocks(self, now: float, account: str | None = None) -> Sequence[AccountBlock]:
+        """The blocks active at `now`, of `account` or of every account, by account then product glob."""
         ...
 
     async def ping(self) -> None:

@@ -1,4 +1,4 @@
-"""In-process store: orders and nonces in dicts, gone when the process exits.
+"""In-process store: orders, nonces, account records and blocks in dicts, gone when the process exits.
 
 Relies on the event loop's single thread for atomicity, so it must never await mid-operation.
 """
@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from gateway.order import Order, OrderStatus, Reason, order_uid_of
+from gateway.store.blocks import AccountBlock, listed
 from gateway.store.interface import StaleOrder, StoreError
 from gateway.store.nonces import NonceBook
+from gateway.store.reservations import AccountBook, AccountClaim, AccountEntry, AccountVerdict, Release
 
 
 def _recency(order: Order) -> tuple[float, str]:
@@ -22,7 +24,17 @@ def _recency(order: Order) -> tuple[float, str]:
 class MemoryStore:
     """The `Store` for tests, demos and single runs; keeps the frozen orders it is given, uncopied."""
 
-    __slots__ = ("_by_key", "_by_uid", "_checks", "_closed", "_nonces", "_notify_due", "_processing")
+    __slots__ = (
+        "_accounts",
+        "_blocks",
+        "_by_key",
+        "_by_uid",
+        "_checks",
+        "_closed",
+        "_nonces",
+        "_notify_due",
+        "_processing",
+    )
 
     def __init__(self) -> None:
         self._by_uid: dict[str, Order] = {}
@@ -31,6 +43,8 @@ class MemoryStore:
         self._notify_due: dict[str, float] = {}  # the outbox: uid -> when its notification is due
         self._checks: dict[str, float] = {}  # uid -> when the reconciler should look (or a claim ends)
         self._nonces = NonceBook()
+        self._accounts = AccountBook()  # the shop guards' records per (shop, account)
+        self._blocks: dict[str, dict[str, AccountBlock]] = {}  # account -> product glob -> block
         self._closed = False
 
     def _check_open(self) -> None:
@@ -134,6 +148,36 @@ class MemoryStore:
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         self._check_open()
         return self._nonces.claim(shop, nonce, expires_at, now)
+
+    async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
+        self._check_open()
+        return self._accounts.reserve(claim)
+
+    async def confirm_account_order(self, shop: str, account: str, entry: AccountEntry) -> None:
+        self._check_open()
+        self._accounts.confirm(shop, account, entry)
+
+    async def release_account_order(
+        self, shop: str, account: str, order_id: str, how: Release, now: float
+    ) -> bool:
+        self._check_open()
+        return self._accounts.release(shop, account, order_id, how, now)
+
+    async def block_account(self, block: AccountBlock) -> None:
+        self._check_open()
+        self._blocks.setdefault(block.account, {})[block.product] = block
+
+    async def unblock_account(self, account: str) -> Sequence[AccountBlock]:
+        self._check_open()
+        return listed(list(self._blocks.pop(account, {}).values()))
+
+    async def account_blocks(self, now: float, account: str | None = None) -> Sequence[AccountBlock]:
+        self._check_open()
+        if account is None:
+            found = [b for blocks in self._blocks.values() for b in blocks.values()]
+        else:
+            found = list(self._blocks.get(account, {}).values())
+        return listed([b for b in found if b.active(now)])
 
     async def ping(self) -> None:
         self._check_open()

@@ -26,8 +26,18 @@ from redis.typing import EncodableT
 
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
 from gateway.store import redis_keys as keys
+from gateway.store.blocks import AccountBlock, block_document, block_from, listed
 from gateway.store.interface import StaleOrder, StoreError
 from gateway.store.redis_endpoint import Client, RedisEndpoint
+from gateway.store.reservations import (
+    AccountClaim,
+    AccountEntry,
+    AccountVerdict,
+    EntryState,
+    Refusal,
+    Release,
+    newest_first,
+)
 
 
 def _script(name: str) -> str:
@@ -36,12 +46,16 @@ def _script(name: str) -> str:
 
 ORDERS_SCRIPT: Final = _script("redis_orders.lua")
 NONCES_SCRIPT: Final = _script("redis_nonces.lua")
+ACCOUNTS_SCRIPT: Final = _script("redis_accounts.lua")
+BLOCKS_SCRIPT: Final = _script("redis_blocks.lua")
 _CREATE: Final = b"create"
 _SAVE: Final = b"save"
 _CLAIM: Final = b"claim"
 # Redis keeps a nonce this long after its expiry on the caller's clock: the stored expiry decides,
 # this only has to outlast the skew between the gateway instances' clocks and Redis's own.
 NONCE_GRACE_SECONDS: Final = 60.0
+# Likewise for an account's guard record: Redis drops the key this long after its last entry expires.
+ACCOUNT_GRACE_SECONDS: Final = 60.0
 # Orders read per pipeline when a listing fetches their documents.
 FETCH_BATCH: Final = 500
 _FOREIGN_ERRORS: Final = (RedisError, RedisClusterException, OSError)
@@ -74,7 +88,7 @@ class RedisStore:
     carries a random token of its own. Needs Redis 7.0 or later (`SET NX GET`, `ZRANGE BYLEX REV`).
     """
 
-    __slots__ = ("_client", "_closed", "_endpoint", "_nonces", "_orders", "_permits")
+    __slots__ = ("_accounts", "_blocks", "_client", "_closed", "_endpoint", "_nonces", "_orders", "_permits")
 
     def __init__(self, client: Client, endpoint: RedisEndpoint) -> None:
         """Wrap a client that `open` has made; `open` loads the scripts and checks Redis answers."""
@@ -88,6 +102,8 @@ class RedisStore:
         # restarted or failed-over server), on a Cluster into every primary.
         self._orders = client.register_script(ORDERS_SCRIPT)
         self._nonces = client.register_script(NONCES_SCRIPT)
+        self._accounts = client.register_script(ACCOUNTS_SCRIPT)
+        self._blocks = client.register_script(BLOCKS_SCRIPT)
 
     @classmethod
     async def open(cls, url: str, *, loading_wait: float = LOADING_WAIT_SECONDS) -> RedisStore:
@@ -101,7 +117,7 @@ class RedisStore:
                         if isinstance(client, RedisCluster):
                             await client.initialize()
                         # Loaded now, so no order waits for a NOSCRIPT round trip.
-                        for script in (ORDERS_SCRIPT, NONCES_SCRIPT):
+                        for script in (ORDERS_SCRIPT, NONCES_SCRIPT, ACCOUNTS_SCRIPT, BLOCKS_SCRIPT):
                             await client.script_load(script)
                         # SCRIPT LOAD is served while Redis is still loading its data; PING is not.
                         if isinstance(client, RedisCluster):
@@ -277,6 +293,90 @@ class RedisStore:
             )
         return bool(claimed)
 
+    async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
+        """One script on the record's key (`redis_accounts.lua`): read, judged and written at once."""
+        entry = claim.entry
+        args: list[EncodableT] = [
+            b"reserve",
+            entry.order_id,
+            entry.product,
+            entry.value_cents,
+            repr(entry.at),
+            repr(entry.lease_until),
+            repr(entry.expires_at),
+            b"" if claim.duplicate_since is None else repr(claim.duplicate_since),
+            repr(claim.day_start),
+            b"" if claim.max_orders is None else claim.max_orders,
+            b"" if claim.max_value_cents is None else claim.max_value_cents,
+            _keep_ms(entry.expires_at, claim.now),
+        ]
+        async with self._boundary("reserve account"):
+            reply: list[bytes] = await self._accounts(
+                keys=[keys.account_key(claim.shop, claim.account)], args=args
+            )
+        if reply[0] == b"reserved":
+            return AccountVerdict()
+        blocking = [_account_entry(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+        return AccountVerdict(Refusal(reply[0].decode()), newest_first(blocking))
+
+    async def confirm_account_order(self, shop: str, account: str, entry: AccountEntry) -> None:
+        args: list[EncodableT] = [
+            b"confirm",
+            entry.order_id,
+            entry.product,
+            entry.value_cents,
+            repr(entry.at),
+            repr(entry.expires_at),
+            _keep_ms(entry.expires_at, entry.at),
+        ]
+        async with self._boundary("confirm account order"):
+            await self._accounts(keys=[keys.account_key(shop, account)], args=args)
+
+    async def release_account_order(
+        self, shop: str, account: str, order_id: str, how: Release, now: float
+    ) -> bool:
+        args: list[EncodableT] = [b"release", order_id, how.value, repr(now)]
+        async with self._boundary("release account order"):
+            changed = await self._accounts(keys=[keys.account_key(shop, account)], args=args)
+        return bool(changed)
+
+    async def block_account(self, block: AccountBlock) -> None:
+        document = orjson.dumps(block_document(block))
+        args: list[EncodableT] = [b"block", block.account, block.product, document]
+        async with self._boundary("block account"):
+            await self._blocks(keys=[keys.BLOCKS_INDEX, keys.block_key(block.account)], args=args)
+
+    async def unblock_account(self, account: str) -> Sequence[AccountBlock]:
+        args: list[EncodableT] = [b"unblock", account]
+        async with self._boundary("unblock account"):
+            removed: list[bytes] = await self._blocks(
+                keys=[keys.BLOCKS_INDEX, keys.block_key(account)], args=args
+            )
+        return listed([_block(account, removed[i], removed[i + 1]) for i in range(0, len(removed), 2)])
+
+    async def account_blocks(self, now: float, account: str | None = None) -> Sequence[AccountBlock]:
+        """One account's: one HGETALL, on every order. All: the index, then every account's in a pipeline.
+
+        The blocks share one slot (so a block and its index entry change together); at the gateway's
+        order rates that one node's extra read per order is small beside the orders' own traffic.
+        """
+        async with self._boundary("read blocked accounts") as client:
+            if account is not None:
+                accounts = [account]
+            else:
+                members = await client.smembers(keys.BLOCKS_INDEX)
+                accounts = [name.decode() if isinstance(name, bytes) else name for name in members]
+            fetch = client.pipeline(transaction=False)
+            for name in accounts:
+                fetch.hgetall(keys.block_key(name))
+            held: list[dict[bytes, bytes]] = await fetch.execute() if accounts else []
+        found = [
+            _block(name, product, document)
+            for name, blocks in zip(accounts, held, strict=True)
+            for product, document in blocks.items()
+        ]
+        return listed([block for block in found if block.active(now)])
+
     async def ping(self) -> None:
         async with self._boundary("ping") as client:
             if isinstance(client, RedisCluster):
@@ -391,6 +491,28 @@ def _fields(order: Order, at: keys.OrderKeys, *, version: int | None = None) -> 
         b"" if check is None else keys.sortable(check),
         at.entry_tail,
     ]
+
+
+def _keep_ms(expires_at: float, now: float) -> int:
+    """How long an account record must outlive `now` on Redis's clock to keep an entry until `expires_at`."""
+    return max(1, math.ceil((expires_at - now + ACCOUNT_GRACE_SECONDS) * 1000))
+
+
+def _account_entry(order_id: bytes, text: bytes) -> AccountEntry:
+    state, lease_until, at, expires_at, value_cents, product = text.decode().split(" ", 5)
+    return AccountEntry(
+        order_id=order_id.decode(),
+        product=product,
+        value_cents=int(value_cents),
+        at=float(at),
+        expires_at=float(expires_at),
+        state=EntryState(state),
+        lease_until=float(lease_until),
+    )
+
+
+def _block(account: str, product: bytes, document: bytes) -> AccountBlock:
+    return block_from(account, product.decode(), orjson.loads(document))
 
 
 def _order(document: bytes | str) -> Order:

@@ -15,6 +15,11 @@ shard's orders and its listing index always share one Cluster slot and one scrip
 - `gw:u:<uid>`: a string, the name of the order's hash: the uid index, for supplier callbacks and
   lookups by uid. Its own slot; see `RedisStore.create_order` for when it is written.
 - `gw:n:<n>:<shop>:<nonce>`: a string, `<expires_at> <claim token>`, expiring on its own.
+- `gw:a:<n>:<shop>:<account>`: a hash, the shop guards' record of one account (`redis_accounts.lua`):
+  order id -> `<state> <lease_until> <at> <expires_at> <value_cents> <product>`, expiring on its own
+  some time after its last entry. One key, so its script works in whatever slot it falls.
+- `{gw:blocks}:a:<account>`: a hash, an account's blocks: product glob -> the block as JSON; and
+  `{gw:blocks}:i`, a set of the accounts that have one. One hash tag, so one script changes both.
 
 Other state of the gateway shares the server under names of its own modules: `{gw:rl:<key>}` the
 rate limits of suppliers and shops (`redisrate`), `gw:sw` the operator switches (`redisswitches`),
@@ -119,6 +124,18 @@ def uid_key(uid: str) -> bytes:
 
 def nonce_key(shop: str, nonce: str) -> bytes:
     return b"gw:n:" + _tail(shop, nonce)
+
+
+def account_key(shop: str, account: str) -> bytes:
+    return b"gw:a:" + _tail(shop, account)
+
+
+BLOCKS_INDEX: Final = b"{gw:blocks}:i"
+
+
+def block_key(account: str) -> bytes:
+    # The whole rest is the account: nothing follows it that it could be confused with.
+    return b"{gw:blocks}:a:" + account.encode()
 
 
 def by_status(status: str) -> bytes:

@@ -19,8 +19,20 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
+from gateway.store.blocks import AccountBlock, listed
 from gateway.store.interface import StaleOrder, StoreError
 from gateway.store.nonces import NonceBook
+from gateway.store.reservations import (
+    AccountClaim,
+    AccountEntry,
+    AccountVerdict,
+    Dropped,
+    EntryState,
+    Release,
+    confirmation,
+    decide,
+    release,
+)
 
 _T = TypeVar("_T")
 
@@ -29,6 +41,8 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 MAX_BATCH: Final = 512
 # Expired nonces deleted with each claim: above one, so a backlog (after a quiet spell) drains.
 NONCE_PURGE_BATCH: Final = 8
+# Expired account entries of any account deleted with each reserve or release, for the same reason.
+ACCOUNT_PURGE_BATCH: Final = 8
 
 _BY_UID: Final = "SELECT document FROM orders WHERE uid = ?"
 _BY_KEY: Final = "SELECT document FROM orders WHERE shop = ? AND order_id = ?"
@@ -173,6 +187,29 @@ class SqliteStore:
                 # be recorded, so the request is refused: the table decides the next claim either way.
                 self._nonces.release(shop, nonce, expires_at)
         return claimed
+
+    async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
+        """One job on the store's thread: the record is read, judged and written in one transaction."""
+        return await self._submit(lambda db: _reserve_account(db, claim), writes=True)
+
+    async def confirm_account_order(self, shop: str, account: str, entry: AccountEntry) -> None:
+        await self._submit(lambda db: _confirm_account_order(db, shop, account, entry), writes=True)
+
+    async def release_account_order(
+        self, shop: str, account: str, order_id: str, how: Release, now: float
+    ) -> bool:
+        return await self._submit(
+            lambda db: _release_account_order(db, shop, account, order_id, how, now), writes=True
+        )
+
+    async def block_account(self, block: AccountBlock) -> None:
+        await self._submit(lambda db: _block_account(db, block), writes=True)
+
+    async def unblock_account(self, account: str) -> Sequence[AccountBlock]:
+        return await self._submit(lambda db: _unblock_account(db, account), writes=True)
+
+    async def account_blocks(self, now: float, account: str | None = None) -> Sequence[AccountBlock]:
+        return await self._submit(lambda db: _account_blocks(db, now, account), writes=False)
 
     async def ping(self) -> None:
         await self._submit(lambda db: db.execute("SELECT 1").fetchone(), writes=False)
@@ -388,6 +425,136 @@ def _claim_nonce(db: sqlite3.Connection, shop: str, nonce: str, expires_at: floa
         (shop, nonce, expires_at, now),
     )
     return cursor.rowcount == 1
+
+
+_ENTRY_COLUMNS: Final = "order_id, product, value_cents, at, expires_at, state, lease_until"
+
+
+def _entry(row: tuple[Any, ...]) -> AccountEntry:
+    order_id, product, value_cents, at, expires_at, state, lease_until = row
+    return AccountEntry(
+        order_id=order_id,
+        product=product,
+        value_cents=value_cents,
+        at=at,
+        expires_at=expires_at,
+        state=EntryState(state),
+        lease_until=lease_until,
+    )
+
+
+def _account_entries(db: sqlite3.Connection, shop: str, account: str, now: float) -> dict[str, AccountEntry]:
+    """The record's live entries; its expired ones, and a few of other records', are deleted first.
+
+    The deletes come before the job's one write that matters: if that fails they leave nothing
+    behind that anyone could use (see _run_job).
+    """
+    db.execute(
+        "DELETE FROM account_orders WHERE (shop, account, order_id) IN (SELECT shop, account, order_id"
+        " FROM account_orders WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+        (now, ACCOUNT_PURGE_BATCH),
+    )
+    db.execute(
+        "DELETE FROM account_orders WHERE shop = ? AND account = ? AND expires_at <= ?", (shop, account, now)
+    )
+    rows = db.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM account_orders WHERE shop = ? AND account = ?",  # noqa: S608 (a constant)
+        (shop, account),
+    )
+    return {row[0]: _entry(row) for row in rows}
+
+
+def _write_entry(db: sqlite3.Connection, shop: str, account: str, entry: AccountEntry) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO account_orders"
+        " (shop, account, order_id, product, value_cents, at, expires_at, state, lease_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            shop,
+            account,
+            entry.order_id,
+            entry.product,
+            entry.value_cents,
+            entry.at,
+            entry.expires_at,
+            entry.state.value,
+            entry.lease_until,
+        ),
+    )
+
+
+def _reserve_account(db: sqlite3.Connection, claim: AccountClaim) -> AccountVerdict:
+    verdict, write = decide(_account_entries(db, claim.shop, claim.account, claim.now), claim)
+    if write is not None:
+        _write_entry(db, claim.shop, claim.account, write)
+    return verdict
+
+
+def _confirm_account_order(db: sqlite3.Connection, shop: str, account: str, entry: AccountEntry) -> None:
+    row = db.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM account_orders"  # noqa: S608 (a constant)
+        " WHERE shop = ? AND account = ? AND order_id = ?",
+        (shop, account, entry.order_id),
+    ).fetchone()
+    write = confirmation(None if row is None else _entry(row), entry)
+    if write is not None:
+        _write_entry(db, shop, account, write)
+
+
+def _release_account_order(
+    db: sqlite3.Connection, shop: str, account: str, order_id: str, how: Release, now: float
+) -> bool:
+    outcome = release(_account_entries(db, shop, account, now).get(order_id), how, now)
+    if isinstance(outcome, Dropped):
+        db.execute(
+            "DELETE FROM account_orders WHERE shop = ? AND account = ? AND order_id = ?",
+            (shop, account, order_id),
+        )
+    elif outcome is not None:
+        _write_entry(db, shop, account, outcome)
+    return outcome is not None
+
+
+_BLOCK_COLUMNS: Final = "account, product, until, note, created_at, operator"
+
+
+def _block(row: tuple[Any, ...]) -> AccountBlock:
+    account, product, until, note, created_at, operator = row
+    return AccountBlock(
+        account=account, product=product, until=until, note=note, created_at=created_at, operator=operator
+    )
+
+
+def _block_account(db: sqlite3.Connection, block: AccountBlock) -> None:
+    # Blocks whose time is over go with each new one: no rule reads them any more.
+    db.execute("DELETE FROM blocked_accounts WHERE until <= ?", (block.created_at,))
+    db.execute(
+        f"INSERT OR REPLACE INTO blocked_accounts ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+        (block.account, block.product, block.until, block.note, block.created_at, block.operator),
+    )
+
+
+def _unblock_account(db: sqlite3.Connection, account: str) -> list[AccountBlock]:
+    rows = db.execute(
+        f"DELETE FROM blocked_accounts WHERE account = ? RETURNING {_BLOCK_COLUMNS}",  # noqa: S608
+        (account,),
+    )
+    return listed([_block(row) for row in rows])
+
+
+def _account_blocks(db: sqlite3.Connection, now: float, account: str | None) -> list[AccountBlock]:
+    active = "(until IS NULL OR until > ?)"
+    if account is None:
+        rows = db.execute(
+            f"SELECT {_BLOCK_COLUMNS} FROM blocked_accounts WHERE {active}",  # noqa: S608 (constants)
+            (now,),
+        )
+    else:
+        rows = db.execute(
+            f"SELECT {_BLOCK_COLUMNS} FROM blocked_accounts WHERE account = ? AND {active}",  # noqa: S608
+            (account, now),
+        )
+    return listed([_block(row) for row in rows])
 
 
 def _by_upstream_id(db: sqlite3.Connection, upstream_order_id: str) -> Order | None:

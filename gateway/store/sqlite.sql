@@ -31,4 +31,31 @@ CREATE TABLE IF NOT EXISTS nonces (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
 
+-- The shop guards' record per (shop, account): one row per order (or reservation for one), see
+-- gateway/store/reservations.py. Rows past expires_at are of no use to any rule and are deleted.
+CREATE TABLE IF NOT EXISTS account_orders (
+    shop        TEXT NOT NULL,
+    account     TEXT NOT NULL,
+    order_id    TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    value_cents INTEGER NOT NULL,
+    at          REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    state       TEXT NOT NULL,
+    lease_until REAL NOT NULL,
+    PRIMARY KEY (shop, account, order_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS account_orders_by_expiry ON account_orders (expires_at);
+
+-- Operators' blocked accounts: one row per (account, product glob); until NULL holds until deleted.
+CREATE TABLE IF NOT EXISTS blocked_accounts (
+    account    TEXT NOT NULL,
+    product    TEXT NOT NULL,
+    until      REAL,
+    note       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    operator   TEXT,
+    PRIMARY KEY (account, product)
+) WITHOUT ROWID;
+
 COMMIT;

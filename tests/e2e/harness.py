@@ -55,6 +55,8 @@ def config_yaml(
     notify: Mapping[str, Any] | None = None,
     admin_token: str = "admin-token",  # noqa: S107 (a test credential)
     shops: Mapping[str, Mapping[str, Any]] | None = None,
+    product: Mapping[str, Any] | None = None,
+    products: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     doc: dict[str, Any] = {
         "server": {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}", **(server or {})},
@@ -79,7 +81,14 @@ def config_yaml(
             for name, spec in suppliers.items()
         },
         "products": {
-            "mobile.cmcc.50": {"account": account, "face_value": "50", "routing": routing, "offers": offers},
+            "mobile.cmcc.50": {
+                "account": account,
+                "face_value": "50",
+                "routing": routing,
+                "offers": offers,
+                **(product or {}),  # more keys of mobile.cmcc.50 (carrier, carrier_check)
+            },
+            **(products or {}),  # more products beside it, by name
         },
     }
     return yaml.safe_dump(doc, sort_keys=False)

@@ -163,10 +163,11 @@ def test_bad_accounts_are_422_and_never_normalised(catalog: Catalog, product: st
     assert error.details[0]["field"] == "account"
 
 
-def test_the_event_streams_name_is_not_an_order_id(catalog: Catalog) -> None:
-    error = fails(catalog, {**GOOD, "order_id": "events"}, InvalidRequest)
+@pytest.mark.parametrize("stream", ["events", "ws"])
+def test_the_event_streams_names_are_not_order_ids(catalog: Catalog, stream: str) -> None:
+    error = fails(catalog, {**GOOD, "order_id": stream}, InvalidRequest)
     assert [d["field"] for d in error.details or []] == ["order_id"]
-    read(catalog, {**GOOD, "order_id": "events-1"})
+    read(catalog, {**GOOD, "order_id": f"{stream}-1"})
 
 
 @given(st.text(st.characters(categories=["Nd"], exclude_characters="0123456789"), min_size=1, max_size=9))
