@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway import admin, api, callbacks, stream
+from gateway import admin, api, callbacks, stream, websocket
 from gateway.auth import ShopAuthenticator
 from gateway.cancellation import cancel_and_wait
 from gateway.catalog import Catalog
@@ -66,8 +66,10 @@ def create_app(
         middlewares=[metrics_middleware, error_middleware],
         client_max_size=config.server.max_body_bytes,
     )
-    # Before api.routes, so /v1/orders/{order_id} never shadows /v1/orders/events whatever the matching order.
+    # Before api.routes, so /v1/orders/{order_id} never shadows /v1/orders/events or /v1/orders/ws whatever
+    # the matching order.
     app.add_routes(stream.routes)
+    app.add_routes(websocket.routes)
     app.add_routes(api.routes)
     app.add_routes(callbacks.routes)
     metrics = Metrics()
