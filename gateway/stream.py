@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.errors import InvalidRequest
 from gateway.events import Item, OrderEvent, Reset
 from gateway.logs import get_logger
+from gateway.middleware import SHOP
 from gateway.relay import open_subscription, relay, relaying, write_deadline
 from gateway.runtime import RUNTIME
 
@@ -78,6 +79,7 @@ def _last_event_id(request: web.Request) -> str | None:
 async def order_events(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     shop = await runtime.auth.authenticate("GET", request.raw_path, request.headers, b"")
+    request[SHOP] = shop  # refusals from here on (too_many_streams) are counted for this shop
     # Before the response starts: over the shop's cap is 429, a feed that cannot read where to start 503.
     subscription = await open_subscription(runtime, shop, _last_event_id(request))
     response = web.StreamResponse(headers=HEADERS)

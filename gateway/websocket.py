@@ -22,7 +22,7 @@ from gateway.cancellation import cancel_and_wait
 from gateway.errors import InvalidRequest, StoreUnavailable, Unauthenticated, UnsupportedMediaType
 from gateway.events import Item, OrderEvent, Reset, Subscription
 from gateway.logs import get_logger
-from gateway.middleware import json_response
+from gateway.middleware import SHOP, json_response
 from gateway.relay import open_subscription, relay, relaying, write_deadline
 from gateway.runtime import RUNTIME, Runtime
 from gateway.stream import MAX_EVENT_ID_CHARS, refuse_unknown_parameters
@@ -92,6 +92,7 @@ async def mint_stream_token(request: web.Request) -> web.Response:
     content_type = request.headers.get("Content-Type")
     body = await read_body(request)
     shop = await runtime.auth.authenticate("POST", request.raw_path, request.headers, body)
+    request[SHOP] = shop
     if content_type is not None and "json" not in content_type.lower():
         raise UnsupportedMediaType("send the token request as application/json")
     token, grant = stream_tokens(runtime).mint(shop, read_token_request(body))
@@ -113,6 +114,7 @@ async def _authorize(request: web.Request, runtime: Runtime) -> tuple[str, str |
         if claimed is not None and claimed != grant.shop:
             raise Unauthenticated("token")  # a token never speaks for another shop than its own
         shop, order_id = grant.shop, grant.order_id
+    request[SHOP] = shop  # refusals from here on (too_many_streams) are counted for this shop
     refuse_unknown_parameters(request, QUERY_PARAMETERS)
     return shop, order_id
 

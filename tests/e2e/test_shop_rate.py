@@ -1,4 +1,4 @@
-"""A shop's request rate (CONTRACT.md §7): over it, 429 rate_limited with Retry-After, before the nonce.
+"""A shop's request rate (CONTRACT.md §7), and the count of every refusal before the charge.
 
 A refused request records nothing and sends nothing, and may be sent again exactly as it was (its
 nonce was not claimed); refusals are counted by shop and code; other shops are not slowed.
@@ -58,3 +58,28 @@ async def test_a_shop_without_a_rate_limit_is_never_refused_for_its_rate(gateway
     d = await gateway({"fulu": SupplierSpec()})
     statuses = [(await d.shop.place(order_id=f"FREE-{i}", wait_seconds=0))[0] for i in range(30)]
     assert statuses == [201] * 30
+
+
+async def test_every_refusal_before_the_charge_is_counted_by_shop_and_code(gateway: Gateway) -> None:
+    d = await gateway(
+        {"fulu": SupplierSpec()},
+        shops={"small": {"secret": LIMITED_SECRET, "products": ["mobile.*"], "max_streams": 1}},
+        product={"carrier": "cmcc"},
+    )
+    mismatched, body = await d.shop.place(order_id="CUCC-1", account="18612345678")
+    assert (mismatched, body["error"]["code"]) == (422, "carrier_mismatch")
+    invalid, _ = await d.shop.place(order_id="BAD-1", account="1381234")
+    assert invalid == 422
+
+    small = Shop(d.session, d.shop.base_url, shop="small", secret=LIMITED_SECRET, now=d.clock.now)
+    path = "/v1/orders/events"
+    async with d.session.get(small.base_url + path, headers=small.headers("GET", path, b"")) as first:
+        assert first.status == 200
+        async with d.session.get(small.base_url + path, headers=small.headers("GET", path, b"")) as second:
+            assert second.status == 429
+
+    counted = await scrape(d)
+    name = "gateway_shop_requests_refused_total"
+    assert counted[(name, (("code", "carrier_mismatch"), ("shop", "demo")))] == 1
+    assert counted[(name, (("code", "invalid_account"), ("shop", "demo")))] == 1
+    assert counted[(name, (("code", "too_many_streams"), ("shop", "small")))] == 1
