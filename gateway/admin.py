@@ -9,9 +9,9 @@ import contextlib
 import hmac
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
@@ -31,6 +31,7 @@ from gateway.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from gateway.jsonbody import unknown_fields
 from gateway.middleware import json_response
 from gateway.order import OrderStatus, Reason
 from gateway.reconfiguration import reload_from_file
@@ -221,10 +222,11 @@ def _operator(headers: Mapping[str, str], problems: Problems) -> str:
     return name
 
 
-def _resolution(body: bytes, headers: Mapping[str, str]) -> tuple[OrderStatus, str, str]:
-    """The resolve request's status, note and operator; every problem (body and header) at once."""
-    problems: Problems = []
-    operator = _operator(headers, problems)
+def _body_object(body: bytes, known: Set[str], problems: Problems) -> dict[str, Any]:
+    """An operator request's body as a JSON object, its unknown fields added to `problems`.
+
+    A body that is no object at all ends the reading: `InvalidRequest` with every problem so far.
+    """
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -233,10 +235,15 @@ def _resolution(body: bytes, headers: Mapping[str, str]) -> tuple[OrderStatus, s
     if not isinstance(doc, dict):
         problems.append({"field": "body", "message": "must be a JSON object"})
         raise InvalidRequest("the request is invalid", details=problems)
+    problems.extend(unknown_fields(doc, known))
+    return doc
 
-    problems.extend(
-        {"field": name, "message": "is not a known field"} for name in sorted(doc.keys() - RESOLVE_FIELDS)
-    )
+
+def _resolution(body: bytes, headers: Mapping[str, str]) -> tuple[OrderStatus, str, str]:
+    """The resolve request's status, note and operator; every problem (body and header) at once."""
+    problems: Problems = []
+    operator = _operator(headers, problems)
+    doc = _body_object(body, RESOLVE_FIELDS, problems)
     allowed = " or ".join(f'"{s.value}"' for s in RESOLVABLE)
     raw_status = doc.get("status")
     status: OrderStatus | None = None
@@ -367,17 +374,7 @@ def _block_request(body: bytes, headers: Mapping[str, str], now: float) -> Accou
     """The block asked for; every problem (body and X-Operator) at once."""
     problems: Problems = []
     operator = _operator(headers, problems) if "X-Operator" in headers else None
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        problems.append({"field": "body", "message": f"is not valid JSON: {exc}"})
-        raise InvalidRequest("the request is invalid", details=problems) from None
-    if not isinstance(doc, dict):
-        problems.append({"field": "body", "message": "must be a JSON object"})
-        raise InvalidRequest("the request is invalid", details=problems)
-    problems.extend(
-        {"field": name, "message": "is not a known field"} for name in sorted(doc.keys() - BLOCK_FIELDS)
-    )
+    doc = _body_object(body, BLOCK_FIELDS, problems)
     account = doc.get("account")
     if account is None:
         problems.append({"field": "account", "message": "is required"})
