@@ -20,6 +20,7 @@ from adapters.forms import read_fields
 from adapters.interface import (
     AdapterSettings,
     BadSignature,
+    BalanceReply,
     Charge,
     HttpReply,
     HttpRequest,
@@ -30,12 +31,21 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
-from adapters.replies import Unreadable, json_object, optional_text, reading_problem, unknown_reply
+from adapters.replies import (
+    Unreadable,
+    http_level_balance,
+    json_object,
+    optional_text,
+    reading_problem,
+    unknown_balance,
+    unknown_reply,
+)
 from adapters.settings import settings_problems
 from adapters.transport import http_level_reply
 
 SUBMIT_PATH: Final = "/yrapi.php/index/recharge"
 QUERY_PATH: Final = "/yrapi.php/index/check"
+BALANCE_PATH: Final = "/yrapi.php/index/user"
 MAX_QUERY_BATCH: Final = 50
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS: Final = 100  # a callback has eleven; bounds the work an oversized body can cause
@@ -44,7 +54,7 @@ SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
     {
         "1": Verdict.NOT_EXECUTED,
         "1001": Verdict.NOT_EXECUTED,
-        "1002": Verdict.NOT_EXECUTED,
+        "1002": Verdict.BALANCE_INSUFFICIENT,
         "1003": Verdict.NOT_EXECUTED,
         "1004": Verdict.NOT_EXECUTED,
         "1005": Verdict.UNKNOWN,
@@ -124,7 +134,16 @@ class DayuanrenAdapter:
     callback_signs_result: ClassVar[bool] = True
     max_query_batch: ClassVar[int] = MAX_QUERY_BATCH
 
-    __slots__ = ("_apikey", "_codes", "_query_url", "_sign_suffix", "_submit_url", "_userid", "_userid_form")
+    __slots__ = (
+        "_apikey",
+        "_balance",
+        "_codes",
+        "_query_url",
+        "_sign_suffix",
+        "_submit_url",
+        "_userid",
+        "_userid_form",
+    )
 
     def __init__(self, settings: AdapterSettings) -> None:
         problems = settings_problems(settings, self.credential_keys)
@@ -143,6 +162,13 @@ class DayuanrenAdapter:
         self._sign_suffix = f"&userid={self._userid}&apikey={self._apikey}"
         self._userid_form = f"&userid={quote_plus(self._userid)}&sign="
         self._codes = CodeTable(SUBMIT_CODES, settings.codes)
+        # The balance call signs `userid` alone: the request never changes (dayuanren.md, Balance).
+        self._balance = HttpRequest(
+            method="POST",
+            url=base + BALANCE_PATH,
+            headers=_HEADERS,
+            body=encode_form({"userid": self._userid, "sign": sign({"userid": self._userid}, self._apikey)}),
+        )
 
     def build_submit(self, charge: Charge) -> HttpRequest:
         if charge.quantity != 1:
@@ -220,6 +246,26 @@ class DayuanrenAdapter:
         if not isinstance(data, list):
             return _all_unknown(upstream_order_ids, f"data is not a list: {excerpt(reply.body)}", errno)
         return _entries(upstream_order_ids, data, errno, message)
+
+    def build_balance(self, timestamp: float) -> HttpRequest:
+        # dayuanren's balance call carries no timestamp; the argument is part of the adapter contract.
+        return self._balance
+
+    def parse_balance(self, reply: HttpReply) -> BalanceReply:
+        """`data.balance` (a decimal string or a number) of an `errno` 0 reply; else unknown."""
+        unreadable = http_level_balance(reply)
+        if unreadable is not None:
+            return unreadable
+        try:
+            errno, message, data = _envelope(reply.body)
+        except Unreadable as problem:
+            return unknown_balance(reply, problem)
+        if errno != "0":
+            return BalanceReply(balance_cents=None, code=errno, message=message or f"errno {errno}")
+        balance = optional_cents(data.get("balance")) if isinstance(data, dict) else None
+        if balance is None:
+            return unknown_balance(reply, "data has no readable balance", errno)
+        return BalanceReply(balance_cents=balance, code=errno)
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         try:

@@ -24,6 +24,7 @@ from adapters.interface import (
     AccountKind,
     AdapterSettings,
     BadSignature,
+    BalanceReply,
     Charge,
     HttpReply,
     HttpRequest,
@@ -34,7 +35,15 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
-from adapters.replies import Unreadable, json_object, optional_text, reading_problem, unknown_reply
+from adapters.replies import (
+    Unreadable,
+    http_level_balance,
+    json_object,
+    optional_text,
+    reading_problem,
+    unknown_balance,
+    unknown_reply,
+)
 from adapters.settings import settings_problems
 from adapters.transport import http_level_reply
 
@@ -42,6 +51,7 @@ PATH: Final = "/api/getway"
 MOBILE_SUBMIT: Final = "fulu.order.mobile.add"
 DIRECT_SUBMIT: Final = "fulu.order.direct.add"
 QUERY: Final = "fulu.order.info.get"
+BALANCE: Final = "fulu.user.info.get"
 
 SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
     {
@@ -51,7 +61,7 @@ SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
         "3001": Verdict.NOT_EXECUTED,
         "3002": Verdict.NOT_EXECUTED,
         "3003": Verdict.NOT_EXECUTED,
-        "3004": Verdict.NOT_EXECUTED,
+        "3004": Verdict.BALANCE_INSUFFICIENT,
         "3005": Verdict.NOT_EXECUTED,
         "3006": Verdict.UNKNOWN,
         "3007": Verdict.UNKNOWN,
@@ -194,6 +204,31 @@ class FuluAdapter:
             upstream_order_id, reply, self._query_codes
         )
         return {upstream_order_id: answer}
+
+    def build_balance(self, timestamp: float) -> HttpRequest:
+        return self._request(BALANCE, {}, timestamp)
+
+    def parse_balance(self, reply: HttpReply) -> BalanceReply:
+        """`result.balance` of a signed `code == 0` reply (a decimal string, or a number); else unknown."""
+        unreadable = http_level_balance(reply)
+        if unreadable is not None:
+            return unreadable
+        try:
+            code, message, result, signature = _envelope(reply.body)
+        except Unreadable as problem:
+            return unknown_balance(reply, problem)
+        if code != "0":
+            return BalanceReply(balance_cents=None, code=code, message=message or f"code {code}")
+        if signature is None or not _verifies(sign_text(result, self._secret), signature):
+            return unknown_balance(reply, "reply signature does not verify", code)
+        try:
+            info = orjson.loads(result)
+        except (ValueError, RecursionError):
+            info = None
+        balance = optional_cents(info.get("balance")) if isinstance(info, dict) else None
+        if balance is None:
+            return unknown_balance(reply, "result has no readable balance", code)
+        return BalanceReply(balance_cents=balance, code=code)
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         """Only the keys of `CALLBACK_FIELDS`, each a string, once: anything else is malformed."""

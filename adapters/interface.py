@@ -33,6 +33,9 @@ class Verdict(StrEnum):
     ACCOUNT_INVALID = "account_invalid"  # failed because of the account: final everywhere
     NOT_EXECUTED = "not_executed"
     THROTTLED = "throttled"  # not executed, and the supplier asks us to slow down
+    # Not executed because the supplier's prepaid balance cannot pay for it: safe to try elsewhere,
+    # and the gateway's idea of that balance is stale (CONTRACT.md §9: re-poll at once).
+    BALANCE_INSUFFICIENT = "balance_insufficient"
     NOT_FOUND = "not_found"  # query only: the supplier has no such order
     UNKNOWN = "unknown"
 
@@ -133,6 +136,27 @@ class SupplierReply:
     def not_found(self) -> bool:
         return self.verdict is Verdict.NOT_FOUND
 
+    @property
+    def balance_insufficient(self) -> bool:
+        return self.verdict is Verdict.BALANCE_INSUFFICIENT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceReply:
+    """A supplier's answer to a balance call: its prepaid credit in cents, or None with the reason.
+
+    An unreadable, refused or unsigned answer leaves the balance unknown; the caller keeps the
+    last value it read and marks it stale.
+    """
+
+    balance_cents: int | None
+    code: str | None = None
+    message: str | None = None  # why the balance is unknown
+
+    @property
+    def known(self) -> bool:
+        return self.balance_cents is not None
+
 
 VERDICT_OUTCOMES: Mapping[Verdict, Outcome] = {
     Verdict.PROCESSING: Outcome.PROCESSING,
@@ -142,6 +166,7 @@ VERDICT_OUTCOMES: Mapping[Verdict, Outcome] = {
     Verdict.ACCOUNT_INVALID: Outcome.FAILED,
     Verdict.NOT_EXECUTED: Outcome.NOT_EXECUTED,
     Verdict.THROTTLED: Outcome.NOT_EXECUTED,
+    Verdict.BALANCE_INSUFFICIENT: Outcome.NOT_EXECUTED,
     # "Not found" only becomes "not executed" once the caller's grace period has passed.
     Verdict.NOT_FOUND: Outcome.UNKNOWN,
     Verdict.UNKNOWN: Outcome.UNKNOWN,
@@ -199,6 +224,14 @@ class SupplierAdapter(Protocol):
 
     def parse_query(self, upstream_order_ids: Sequence[str], reply: HttpReply) -> Mapping[str, SupplierReply]:
         """Classify a query reply for each id asked; an id it cannot tell about is `unknown`."""
+        ...
+
+    def build_balance(self, timestamp: float) -> HttpRequest:
+        """The balance call of the protocol (protocols/*.md, Balance); `timestamp` in Unix seconds."""
+        ...
+
+    def parse_balance(self, reply: HttpReply) -> BalanceReply:
+        """Read a balance reply; garbage leaves the balance unknown, never an exception."""
         ...
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:

@@ -21,6 +21,7 @@ from adapters.interface import (
     AccountKind,
     AdapterSettings,
     BadSignature,
+    BalanceReply,
     Charge,
     HttpReply,
     HttpRequest,
@@ -31,12 +32,20 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
-from adapters.replies import Unreadable, json_object, reading_problem, unknown_reply
+from adapters.replies import (
+    Unreadable,
+    http_level_balance,
+    json_object,
+    reading_problem,
+    unknown_balance,
+    unknown_reply,
+)
 from adapters.settings import settings_problems
 from adapters.transport import http_level_reply, retry_after_seconds
 
 SUBMIT_PATH: Final = "/ofpay/mobile/onlineorder"
 QUERY_PATH: Final = "/ofpay/mobile/ordersta"
+BALANCE_PATH: Final = "/ofpay/mobile/yue"
 
 FACE_VALUES_YUAN: Final = (5, 10, 20, 30, 50, 100, 200, 300, 500)
 """The only top-ups juhe sells; `cardnum` names one of them."""
@@ -46,7 +55,7 @@ SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
         "10001": Verdict.NOT_EXECUTED,
         "10012": Verdict.THROTTLED,
         "208501": Verdict.NOT_EXECUTED,
-        "208503": Verdict.NOT_EXECUTED,
+        "208503": Verdict.BALANCE_INSUFFICIENT,
         "208505": Verdict.ACCOUNT_INVALID,
         "208508": Verdict.NOT_EXECUTED,
         "208509": Verdict.UNKNOWN,
@@ -85,6 +94,11 @@ def submit_sign(openid: str, key: str, phoneno: str, cardnum: str, orderid: str)
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
+def balance_sign(openid: str, key: str, timestamp: str) -> str:
+    """lower(md5(openid + key + timestamp)) over UTF-8, as juhe.md signs a balance call."""
+    return hashlib.md5((openid + key + timestamp).encode(), usedforsecurity=False).hexdigest()
+
+
 def callback_sign(key: str, sporder_id: str, orderid: str) -> str:
     """lower(md5(key + sporder_id + orderid)) over UTF-8, as juhe.md signs a callback."""
     return hashlib.md5((key + sporder_id + orderid).encode(), usedforsecurity=False).hexdigest()
@@ -105,6 +119,7 @@ class JuheAdapter:
     max_query_batch: ClassVar[int] = 1
 
     __slots__ = (
+        "_balance_url",
         "_callback_md5",
         "_key_param",
         "_query_codes",
@@ -123,6 +138,7 @@ class JuheAdapter:
         self._key_param = "&key=" + _param(key)
         self._submit_url = base + SUBMIT_PATH + "?phoneno="
         self._query_url = base + QUERY_PATH + "?orderid="
+        self._balance_url = base + BALANCE_PATH + "?timestamp="
         # Every signature starts with the same secret bytes: hash them once, copy per message.
         self._submit_md5 = hashlib.md5((settings.credentials["openid"] + key).encode(), usedforsecurity=False)
         self._callback_md5 = hashlib.md5(key.encode(), usedforsecurity=False)
@@ -167,6 +183,32 @@ class JuheAdapter:
             upstream_order_id, reply, "query"
         )
         return {upstream_order_id: answer}
+
+    def build_balance(self, timestamp: float) -> HttpRequest:
+        """`yue` with whole Unix seconds, signed as juhe.md says."""
+        seconds = str(int(timestamp))
+        # A balance sign starts with the same secret bytes as a submit's: the timestamp follows them.
+        digest = self._submit_md5.copy()
+        digest.update(seconds.encode())
+        return HttpRequest(
+            method="GET", url=f"{self._balance_url}{seconds}{self._key_param}&sign={digest.hexdigest()}"
+        )
+
+    def parse_balance(self, reply: HttpReply) -> BalanceReply:
+        """`result.money` (a decimal string or a number) of an `error_code` 0 reply; else unknown."""
+        unreadable = http_level_balance(reply)
+        if unreadable is not None:
+            return unreadable
+        try:
+            code, message, result = _envelope(reply.body)
+        except Unreadable as problem:
+            return unknown_balance(reply, problem)
+        if code != "0":
+            return BalanceReply(balance_cents=None, code=code, message=message or f"error_code {code}")
+        balance = optional_cents(result.get("money")) if result is not None else None
+        if balance is None:
+            return unknown_balance(reply, "result has no readable money", code)
+        return BalanceReply(balance_cents=balance, code=code)
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         """Reads the form body strictly as UTF-8; `sta` and `err_msg` are not covered by juhe's sign."""

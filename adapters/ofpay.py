@@ -26,6 +26,7 @@ from adapters.interface import (
     AccountKind,
     AdapterSettings,
     BadSignature,
+    BalanceReply,
     Charge,
     HttpReply,
     HttpRequest,
@@ -36,12 +37,20 @@ from adapters.interface import (
     SupplierReply,
     Verdict,
 )
-from adapters.replies import Unreadable, optional_text, reading_problem, unknown_reply
+from adapters.replies import (
+    Unreadable,
+    http_level_balance,
+    optional_text,
+    reading_problem,
+    unknown_balance,
+    unknown_reply,
+)
 from adapters.settings import settings_problems
 from adapters.transport import http_level_reply
 
 SUBMIT_PATH: Final = "/onlineorder.do"
 QUERY_PATH: Final = "/api/query.do"
+BALANCE_PATH: Final = "/newqueryuserinfo.do"
 VERSION: Final = "6.0"
 ACCEPTED: Final = "1"
 """The retcode of an accepted order: its `game_state` then tells how far it got."""
@@ -55,7 +64,7 @@ SUBMIT_CODES: Final[Mapping[str, Verdict]] = MappingProxyType(
         "1001": Verdict.NOT_EXECUTED,
         "1002": Verdict.NOT_EXECUTED,
         "1003": Verdict.NOT_EXECUTED,
-        "1005": Verdict.NOT_EXECUTED,
+        "1005": Verdict.BALANCE_INSUFFICIENT,
         "1007": Verdict.ACCOUNT_INVALID,
         "1009": Verdict.UNKNOWN,
         "9999": Verdict.UNKNOWN,
@@ -136,6 +145,7 @@ class OfpayAdapter:
     max_query_batch: ClassVar[int] = 1
 
     __slots__ = (
+        "_balance_url",
         "_keystr",
         "_query_codes",
         "_query_url",
@@ -159,6 +169,12 @@ class OfpayAdapter:
         # Everything in the URL before the first per-order value.
         self._submit_url = f"{base}{SUBMIT_PATH}?userid={encode_value(userid)}&userpws={password_md5}&cardid="
         self._query_url = f"{base}{QUERY_PATH}?userid={encode_value(userid)}&spbillid="
+        # The balance call depends on the credentials alone: its whole URL is fixed (ofpay.md, Balance).
+        balance_sign = sign(userid, password_md5, settings.credentials["keystr"])
+        self._balance_url = (
+            f"{base}{BALANCE_PATH}?userid={encode_value(userid)}&userpws={password_md5}"
+            f"&version={VERSION}&md5_str={balance_sign}"
+        )
         self._submit_codes = CodeTable(SUBMIT_CODES, settings.codes)
         self._query_codes = CodeTable(QUERY_CODES, settings.codes)
         # The last callback URL and its encoding: the gateway passes one URL per supplier, and
@@ -217,6 +233,28 @@ class OfpayAdapter:
             upstream_order_id, reply
         )
         return {upstream_order_id: answer}
+
+    def build_balance(self, timestamp: float) -> HttpRequest:
+        # ofpay's balance call carries no timestamp; the argument is part of the adapter contract.
+        return HttpRequest(method="GET", url=self._balance_url, headers=_NO_HEADERS)
+
+    def parse_balance(self, reply: HttpReply) -> BalanceReply:
+        """`ret_leftcredit` of a `userinfo` document whose `retcode` is 1; anything else is unknown."""
+        unreadable = http_level_balance(reply)
+        if unreadable is not None:
+            return unreadable
+        try:
+            info = _element(reply.body, "userinfo")
+        except Unreadable as problem:
+            return unknown_balance(reply, problem)
+        retcode = optional_text(info.get("retcode"))
+        if retcode != ACCEPTED:
+            message = optional_text(info.get("err_msg"))
+            return BalanceReply(balance_cents=None, code=retcode, message=message or f"retcode {retcode!r}")
+        balance = optional_cents(info.get("ret_leftcredit"))
+        if balance is None:
+            return unknown_balance(reply, "no readable ret_leftcredit", retcode)
+        return BalanceReply(balance_cents=balance, code=retcode)
 
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         try:
@@ -299,6 +337,11 @@ class OfpayAdapter:
 
 def _orderinfo(body: bytes) -> Mapping[str, object]:
     """The children of a reply's `orderinfo` element, or `Unreadable`."""
+    return _element(body, "orderinfo")
+
+
+def _element(body: bytes, root: str) -> Mapping[str, object]:
+    """The children of a reply's `root` element, or `Unreadable`."""
     if not body.strip():
         raise Unreadable("empty body")
     try:
@@ -315,10 +358,10 @@ def _orderinfo(body: bytes) -> Mapping[str, object]:
         document = xmltodict.parse(text, disable_entities=True, xml_attribs=False)
     except (ExpatError, ValueError) as error:
         raise Unreadable("not well-formed XML") from error
-    order = document.get("orderinfo") if isinstance(document, dict) else None
-    if not isinstance(order, dict):
-        raise Unreadable("no orderinfo")
-    return order
+    element = document.get(root) if isinstance(document, dict) else None
+    if not isinstance(element, dict):
+        raise Unreadable(f"no {root}")
+    return element
 
 
 def _gbk_problem(value: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 
 from adapters.excerpt import excerpt
-from adapters.interface import HttpReply, SupplierReply, Verdict
+from adapters.interface import BalanceReply, HttpReply, SupplierReply, Verdict
 
 
 class Unreadable(Exception):
@@ -37,6 +37,18 @@ def unknown_reply(upstream_order_id: str, message: str | None, code: str | None 
     return SupplierReply(
         upstream_order_id=upstream_order_id, verdict=Verdict.UNKNOWN, code=code, message=message
     )
+
+
+def unknown_balance(reply: HttpReply, problem: object, code: str | None = None) -> BalanceReply:
+    """A balance reply that says nothing readable about the balance, and why."""
+    return BalanceReply(balance_cents=None, code=code, message=reading_problem(reply, problem))
+
+
+def http_level_balance(reply: HttpReply) -> BalanceReply | None:
+    """The balance reply when the HTTP status alone makes it unknown (anything but 200); else None."""
+    if reply.status != 200:
+        return unknown_balance(reply, "not a balance reply")
+    return None
 
 
 def optional_text(value: object) -> str | None:

@@ -33,9 +33,11 @@ from gateway.errors import (
 )
 from gateway.jsonbody import unknown_fields
 from gateway.middleware import json_response
+from gateway.money import format_money
 from gateway.order import OrderStatus, Reason
 from gateway.reconfiguration import reload_from_file
 from gateway.runtime import RUNTIME, Runtime
+from gateway.stats import Figures, Grouping, china_day, parse_moment
 from gateway.store import StoreError, redact_url
 from gateway.store.blocks import AccountBlock
 from gateway.store.redis import RedisStore
@@ -95,6 +97,9 @@ async def metrics(request: web.Request) -> web.Response:
         # last count stands and gateway_store_up says why.
         with contextlib.suppress(StoreError):
             await runtime.orders.recount()
+    # From the store on every backend (an indexed count): the outbox outlives the process that filled it.
+    with contextlib.suppress(StoreError):
+        runtime.metrics.notifications_pending.set(await runtime.store.count_notifications_pending())
     body = generate_latest(runtime.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -114,6 +119,12 @@ def _supplier_view(supplier: Supplier) -> dict[str, object]:
         "inflight": supplier.inflight,
         "max_concurrency": supplier.config.max_concurrency,
         "open_for_seconds": round(supplier.breaker.open_remaining(), 3),
+        # This instance's last read of the balance call (CONTRACT.md §9).
+        "balance": None if supplier.balance.cents is None else format_money(supplier.balance.cents),
+        "balance_checked_at": None
+        if supplier.balance.checked_at is None
+        else iso_time(supplier.balance.checked_at),
+        "balance_low": supplier.balance_low,
         "rate_limit": {
             "rate": limit.rate,
             "per_seconds": limit.per,
@@ -436,3 +447,69 @@ async def unblock_account(request: web.Request) -> web.Response:
     if not active:
         raise NotFound(f"account {account!r} is not blocked")
     return json_response({"account": account, "removed": [_block_view(b) for b in active]})
+
+
+# -- figures (CONTRACT.md §9) -------------------------------------------------------------------
+
+STATS_PARAMETERS: Final = frozenset({"from", "to", "by"})
+STATS_PAGE: Final = 1000  # orders read per store call: the figures never hold a whole window
+MAX_STATS_DAYS: Final = 92  # a quarter: every order of the window is read, so it is bounded
+MOMENT_FORMAT: Final = 'an ISO 8601 time with its offset ("2026-11-22T00:00:00+08:00") or a date (China day)'
+
+
+def _moment(query: MultiMapping[str], name: str, default: float, problems: Problems) -> float:
+    text = _single(query, name, problems)
+    if text is None:
+        return default
+    try:
+        moment = parse_moment(text)
+    except (ValueError, OverflowError) as exc:
+        problems.append({"field": name, "message": f"{exc}: must be {MOMENT_FORMAT}"})
+        return default
+    if not math.isfinite(moment):
+        problems.append({"field": name, "message": f"must be {MOMENT_FORMAT}"})
+    return moment
+
+
+def _stats_request(query: MultiMapping[str], now: float) -> tuple[float, float, Grouping]:
+    """`from`, `to` (default: today in China) and `by` (default: supplier); every problem at once."""
+    problems: Problems = [
+        {"field": name, "message": "is not a known parameter"}
+        for name in sorted(query.keys() - STATS_PARAMETERS)
+    ]
+    today, tomorrow = china_day(now)
+    since = _moment(query, "from", today, problems)
+    until = _moment(query, "to", tomorrow, problems)
+    by = Grouping.SUPPLIER
+    text = _single(query, "by", problems)
+    if text is not None:
+        try:
+            by = Grouping(text)
+        except ValueError:
+            choices = ", ".join(g.value for g in Grouping)
+            problems.append({"field": "by", "message": f"must be one of {choices}"})
+    if not problems and until <= since:
+        problems.append({"field": "to", "message": "must be after from"})
+    elif not problems and until - since > MAX_STATS_DAYS * 86_400:
+        problems.append({"field": "to", "message": f"must be at most {MAX_STATS_DAYS} days after from"})
+    if problems:
+        raise InvalidRequest("the query has invalid parameters", details=problems)
+    return since, until, by
+
+
+@routes.get("/admin/stats")
+async def stats(request: web.Request) -> web.Response:
+    """Figures of the orders placed in [from, to), read from the store page by page (every instance's)."""
+    runtime = request.app[RUNTIME]
+    since, until, by = _stats_request(request.query, runtime.clock.now())
+    figures = Figures(by)
+    after: tuple[float, str] | None = None
+    while True:
+        page = await runtime.store.orders_created(since, until, after=after, limit=STATS_PAGE)
+        for order in page:
+            figures.add(order)
+        if len(page) < STATS_PAGE:
+            break
+        after = (page[-1].created_at, page[-1].uid)
+    window = {"from": iso_time(since), "to": iso_time(until), "by": by.value}
+    return json_response({**window, "rows": figures.rows()})

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway import admin, api, callbacks, stream, websocket
 from gateway.auth import ShopAuthenticator
+from gateway.balancewatch import BalanceWatch
 from gateway.cancellation import cancel_and_wait
 from gateway.catalog import Catalog
 from gateway.changes import OrderChanges
@@ -204,6 +205,9 @@ def _runtime_context(
             )
             await events.start()
             background = [
+                asyncio.create_task(
+                    BalanceWatch(suppliers, upstream, metrics, clock).run(), name="balance-watch"
+                ),
                 asyncio.create_task(reconciler.run(), name="reconciler"),
                 asyncio.create_task(notifier.run(), name="notifier"),
                 asyncio.create_task(_watch_store(store, metrics), name="store-watch"),

@@ -114,6 +114,25 @@ class Metrics:
             "gateway_order_conflicts_total", "Reports contradicting a final state", ["supplier"], registry=r
         )
         self.store_up = Gauge("gateway_store_up", "1 when the store answers", registry=r)
+        # Children are made at a supplier's first balance read, so the series is absent until then.
+        self.supplier_balance = Gauge(
+            "gateway_supplier_balance",
+            "Supplier's prepaid balance, CNY, as last read",
+            ["supplier"],
+            registry=r,
+        )
+        self.supplier_balance_low = Gauge(
+            "gateway_supplier_balance_low",
+            "1 while the supplier's last read balance is below its balance.low mark",
+            ["supplier"],
+            registry=r,
+        )
+        self.supplier_balance_checked = Gauge(
+            "gateway_supplier_balance_checked_timestamp_seconds",
+            "Unix time of the supplier's last successful balance read",
+            ["supplier"],
+            registry=r,
+        )
         self.shop_refusals = Counter(
             "gateway_shop_requests_refused_total",
             "Shop requests refused before the charge (CONTRACT.md §7, §8)",
@@ -121,6 +140,17 @@ class Metrics:
             registry=r,
         )
         self._shop_refusals: dict[tuple[str, str], Counter] = {}
+        self.order_cost = Counter(
+            "gateway_order_cost_total",
+            "CNY the deciding supplier charged for succeeded and partial orders (CONTRACT.md §12)",
+            ["supplier", "product"],
+            registry=r,
+        )
+        self._order_costs: dict[tuple[str, str], Counter] = {}
+        # Set at each scrape from the store (every instance's outbox on a shared one).
+        self.notifications_pending = Gauge(
+            "gateway_notifications_pending", "Shop notifications not yet delivered nor given up", registry=r
+        )
         self.http_requests = Counter(
             "gateway_http_requests_total", "HTTP requests", ["route", "status"], registry=r
         )
@@ -170,6 +200,13 @@ class Metrics:
             ),
             duration=self.order_duration.labels(name),
         )
+
+    def cost(self, supplier: str, product: str, cents: int) -> None:
+        """Count a finished order's cost; a child per (supplier, product) is bound the first time and kept."""
+        child = self._order_costs.get((supplier, product))
+        if child is None:
+            child = self._order_costs[(supplier, product)] = self.order_cost.labels(supplier, product)
+        child.inc(cents / 100)
 
     def refused(self, shop: str, code: str) -> None:
         """Count one refusal; a child per (shop, code) is bound the first time and kept."""

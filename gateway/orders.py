@@ -141,7 +141,7 @@ class OrderService:
         the first attempt is part of the created order: one durable write before the submit leaves.
         Raises `NoSupplierAvailable` when no offer is admitted.
         """
-        admitted = await self._admit(plan)
+        admitted = await self._admit(plan, request.quantity)
         if admitted is None:
             raise NoSupplierAvailable(
                 "every offer for this product is disabled, open-circuit, saturated, rate-limited "
@@ -181,11 +181,11 @@ class OrderService:
         soonest = min((self._suppliers[o.supplier].retry_after() for o in offers), default=float("inf"))
         return DEFAULT_RETRY_AFTER_SECONDS if soonest == float("inf") else max(1, math.ceil(soonest))
 
-    async def _admit(self, plan: Sequence[OfferConfig]) -> tuple[OfferConfig, Permit] | None:
-        """The first offer of `plan` whose supplier lets a request through now."""
+    async def _admit(self, plan: Sequence[OfferConfig], quantity: int) -> tuple[OfferConfig, Permit] | None:
+        """The first offer of `plan` whose supplier lets a request through now and can pay for it."""
         for offer in plan:
             supplier = self._suppliers[offer.supplier]
-            permit = await supplier.admit()
+            permit = await supplier.admit(cost_cents=offer.cost * quantity)
             if isinstance(permit, Permit):
                 return offer, permit
             log.debug("supplier_skipped", supplier=supplier.name, why=permit.value)
@@ -281,7 +281,7 @@ class OrderService:
             if seen < self._config.max_attempts
             else []
         )
-        admitted = await self._admit(plan)
+        admitted = await self._admit(plan, order.request.quantity)
         if admitted is None:
             await self.transition(uid, _step(partial(self._exhausted, expected_attempts=seen), Next.FINISHED))
             return None
@@ -472,6 +472,9 @@ class OrderService:
         if product_metrics is not None:
             product_metrics.orders[order.status].inc()
             product_metrics.duration.observe(max(0.0, order.updated_at - order.created_at))
+        deciding = order.deciding_attempt
+        if order.status in (OrderStatus.SUCCEEDED, OrderStatus.PARTIAL) and deciding is not None:
+            self._metrics.cost(deciding.supplier, order.request.product, deciding.cost_cents)
         log.info(
             "order_finished",
             order_uid=order.uid,

@@ -1,9 +1,10 @@
 """Each configured supplier at run time: adapter, timeouts, metric children, and its gate.
 
-The gate admits a request only when the supplier is enabled, its breaker lets it through, it has
-room under `max_concurrency` and a rate-limit slot comes within `max_wait`. After the request,
-`finish` feeds the breaker and health record and honours throttling. Built once from the
-configuration; per-order code only calls `admit` and `finish`.
+The gate admits a request only when the supplier is enabled, its balance (as far as known) covers
+the submit's cost above `balance.reserve`, its breaker lets it through, it has room under
+`max_concurrency` and a rate-limit slot comes within `max_wait`. After the request, `finish` feeds
+the breaker and health record, honours throttling and settles the submit's hold on the balance.
+Built once from the configuration; per-order code only calls `admit` and `finish`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import ClientTimeout
 from adapters.interface import AdapterSettings, Outcome, SupplierAdapter, SupplierReply
 from adapters.registry import adapter_factory
 from adapters.transport import MAX_RETRY_AFTER_SECONDS
+from gateway.balance import SupplierBalance
 from gateway.breaker import CircuitBreaker, CircuitState, Probe
 from gateway.clock import Clock
 from gateway.config.model import GatewayConfig, SupplierConfig
@@ -32,6 +34,8 @@ HEALTH_WINDOW_SECONDS: Final = 60.0
 QUERY_EXTRA_WAIT_SECONDS: Final = 1.0
 THROTTLE_BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 ANSWERED: Final = frozenset({Outcome.PROCESSING, Outcome.SUCCEEDED, Outcome.PARTIAL})
+UNCHARGED: Final = frozenset({Outcome.NOT_EXECUTED, Outcome.FAILED})
+"""Submit outcomes after which the supplier holds none of the money: the balance hold goes back."""
 DELIVERED_OUTCOMES: Final = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL})
 
 
@@ -45,6 +49,8 @@ class Refusal(StrEnum):
     # The shared rate-limit state (Redis) cannot be reached: nobody can tell whether a request
     # would stay within the supplier's limit, so none goes.
     LIMIT_UNKNOWN = "limit_unknown"
+    # What the supplier's balance is known to hold, less open submits, cannot pay for this one.
+    BALANCE_LOW = "balance_low"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,7 @@ class Permit:
 
     probe: Probe
     counts_for_breaker: bool
+    balance_hold: int | None = None  # the token of the submit's cost held on the balance
 
 
 class Supplier:
@@ -86,6 +93,7 @@ class Supplier:
         self.inflight = 0
         # Every admission ever, so a reload can tell that requests came and went while it looked away.
         self.admissions = 0
+        self.balance = SupplierBalance()
         self.health = CallWindow(HEALTH_WINDOW_SECONDS)
         self.latency = LatencySample()
         self._clock = clock
@@ -127,12 +135,21 @@ class Supplier:
     def circuit(self) -> CircuitState:
         return self.breaker.state
 
+    @property
+    def balance_low(self) -> bool:
+        """Whether the last balance read is under the configured low mark."""
+        return self.balance.low(self.config.balance.low)
+
     def set_disabled(self, disabled: bool) -> None:
         """An operator's switch, applied here; `switches.Switchboard` keeps and shares it first."""
         self.disabled = disabled
 
-    async def admit(self, *, for_query: bool = False) -> Permit | Refusal:
+    async def admit(self, *, for_query: bool = False, cost_cents: int | None = None) -> Permit | Refusal:
         """Let one request through the gate, waiting at most `max_wait` for a rate-limit slot.
+
+        A submit costing `cost_cents` is refused (`BALANCE_LOW`, like a saturated supplier) when the
+        known balance less open submits cannot cover it above `balance.reserve`; once admitted its
+        cost is held on the balance until `finish` or `abandon` says what became of it.
 
         Queries skip the breaker: following up an order matters most when the supplier is unwell.
         They also wait a little longer for their slot than submits (`max_wait` plus two intervals of
@@ -143,6 +160,8 @@ class Supplier:
         """
         if self.disabled and not for_query:
             return Refusal.DISABLED
+        if cost_cents is not None and not self.balance.covers(self.config.balance.reserve + cost_cents):
+            return Refusal.BALANCE_LOW
         probe = None
         if not for_query:
             probe = self.breaker.allow()
@@ -168,9 +187,11 @@ class Supplier:
             return Refusal.RATE_LIMITED
         if waited:
             self.metrics.rate_limited["waited"].inc()
+        # Held after the wait: an admission refused by the limit must not have moved the balance.
+        hold = self.balance.hold(cost_cents) if cost_cents is not None else None
         if probe is None:
-            return Permit(_NO_PROBE, counts_for_breaker=False)
-        return Permit(probe, counts_for_breaker=True)
+            return Permit(_NO_PROBE, counts_for_breaker=False, balance_hold=hold)
+        return Permit(probe, counts_for_breaker=True, balance_hold=hold)
 
     @property
     def _query_wait(self) -> float:
@@ -180,6 +201,8 @@ class Supplier:
     async def abandon(self, permit: Permit) -> None:
         """The admitted request will not be sent after all: its slot and probe go back."""
         self.inflight -= 1
+        if permit.balance_hold is not None:
+            self.balance.release(permit.balance_hold)
         try:
             await self.limiter.release()
         except StoreError:
@@ -191,16 +214,31 @@ class Supplier:
     def cancel(self, permit: Permit) -> None:
         """The admitted request was cut off with its fate unknown (cancelled): free its place only.
 
-        Nothing is learnt about the supplier, so the breaker's probe is simply handed back.
+        Nothing is learnt about the supplier, so the breaker's probe is simply handed back; the
+        submit may have been charged, so its cost stays held until a read reflects it.
         """
         self.inflight -= 1
+        if permit.balance_hold is not None:
+            self.balance.answered(permit.balance_hold)
         if permit.counts_for_breaker:
             self.breaker.release(permit.probe)
+
+    def finish_plain(self, permit: Permit) -> None:
+        """An admitted request about no order (a balance call) is over: free its place only."""
+        self.inflight -= 1
 
     async def finish(self, permit: Permit, reply: SupplierReply, *, sent: bool, seconds: float) -> None:
         """Record how an admitted request went: breaker, health, and the supplier's wish to slow down."""
         self.inflight -= 1
         outcome = reply.outcome
+        if permit.balance_hold is not None:
+            if sent and outcome not in UNCHARGED:
+                self.balance.answered(permit.balance_hold)
+            else:
+                self.balance.release(permit.balance_hold)
+        if reply.balance_insufficient:
+            # What the gateway believed the balance covers, the supplier does not: read it again now.
+            self.balance.request_check()
         # Failing means unwell: never reached, or no trustworthy answer. A clear refusal is an answer.
         failed = not sent or outcome is Outcome.UNKNOWN
         delivered = outcome in ANSWERED

@@ -22,7 +22,7 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from adapters.interface import HttpReply, HttpRequest, SupplierReply, Verdict
+from adapters.interface import BalanceReply, HttpReply, HttpRequest, SupplierReply, Verdict
 from gateway.logs import get_logger
 from gateway.suppliers import Supplier
 
@@ -106,6 +106,20 @@ class Upstream:
             supplier.metrics.requests["query", reply.outcome].inc()
         return replies, exchange
 
+    async def balance(self, supplier: Supplier, timestamp: float) -> tuple[BalanceReply, Exchange]:
+        """Ask for the supplier's prepaid balance; whatever goes wrong leaves it unknown, never raises."""
+        request = supplier.adapter.build_balance(timestamp)
+        exchange = await self._exchange(supplier, request, "balance")
+        if exchange.reply is None:
+            return BalanceReply(balance_cents=None, message=exchange.error), exchange
+        try:
+            return supplier.adapter.parse_balance(exchange.reply), exchange
+        except Exception as exc:  # an adapter bug must not stop the watch
+            log.exception("supplier_reply_unparsed", supplier=supplier.name, operation="balance")
+            return BalanceReply(
+                balance_cents=None, message=f"unreadable reply ({type(exc).__name__})"
+            ), exchange
+
     async def _exchange(self, supplier: Supplier, request: HttpRequest, operation: str) -> Exchange:
         metrics = supplier.metrics
         started = time.perf_counter()
@@ -127,7 +141,9 @@ class Upstream:
             )
             return Exchange(None, sent, error, seconds)
         finally:
-            metrics.duration[operation].observe(time.perf_counter() - started)
+            # Balance calls have no series of their own (CONTRACT.md §5 names submit and query).
+            if (histogram := metrics.duration.get(operation)) is not None:
+                histogram.observe(time.perf_counter() - started)
         return Exchange(reply, True, None, time.perf_counter() - started)
 
     async def _send(self, supplier: Supplier, request: HttpRequest, wire: Wire) -> HttpReply:

@@ -198,3 +198,40 @@ def test_load_balancer_sends_to_every_instance() -> None:
         assert upstreams == {(name, listen_port) for name in gateway_services(example)}
         # nginx would re-send a POST (an order, a callback) to another instance after it reached one.
         assert not any("non_idempotent" in line for line in lines)
+
+
+PROMETHEUS_DIR = "/etc/prometheus"
+GRAFANA_MOUNTS = {
+    "/etc/grafana/provisioning": ROOT / "config" / "grafana" / "provisioning",
+    "/var/lib/grafana/dashboards": ROOT / "config" / "grafana" / "dashboards",
+}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=example_ids())
+def test_prometheus_loads_the_alert_rules(example: Path) -> None:
+    rule_files = load_yaml(example / "prometheus.yml")["rule_files"]
+    assert rule_files == ["alerts.yml"]
+    # promtool reads it beside prometheus.yml (a link to the rules), the container where compose mounts them.
+    rules = ROOT / "config" / "prometheus" / "alerts.yml"
+    assert (example / "alerts.yml").resolve() == rules
+    mounts = {target: source for source, target in bind_mounts(services(example)["prometheus"])}
+    assert (example / mounts[f"{PROMETHEUS_DIR}/alerts.yml"]).resolve() == rules
+    assert mounts[f"{PROMETHEUS_DIR}/prometheus.yml"] == "./prometheus.yml"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=example_ids())
+def test_grafana_gets_the_provisioning_and_the_dashboard(example: Path) -> None:
+    grafana = services(example)["grafana"]
+    mounts = {
+        target: (example / source).resolve()
+        for source, target in bind_mounts(grafana)
+        if source.startswith(".")
+    }
+    assert mounts == GRAFANA_MOUNTS
+    provisioning = GRAFANA_MOUNTS["/etc/grafana/provisioning"]
+    [provider] = load_yaml(provisioning / "dashboards" / "gateway.yml")["providers"]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert (GRAFANA_MOUNTS["/var/lib/grafana/dashboards"] / "gateway.json").is_file()
+    [source] = load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    assert urlsplit(source["url"]).hostname in services(example)
+    assert "prometheus" in grafana.get("depends_on", [])

@@ -158,6 +158,29 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TopUpConfig:
+    """Demo and test only: money paid into a simulated supplier's balance at a fixed pace."""
+
+    amount: Annotated[int, Money(), Range(1), Doc("Added to the balance each time")]
+    every: Annotated[PositiveSeconds, Doc("How often, counted from the simulator's start")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceConfig:
+    """The gateway's watch of a supplier's prepaid balance (CONTRACT.md §9)."""
+
+    check_every: Annotated[PositiveSeconds, Doc("How often the balance call is made")] = 60.0
+    low: Annotated[
+        int | None, Money(), Doc("Below it the supplier's balance_low is true; absent: no low mark")
+    ] = None
+    reserve: Annotated[
+        int,
+        Money(),
+        Doc("Kept untouched: an offer is skipped unless the balance covers reserve + its cost x quantity"),
+    ] = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SimulateConfig:
     """Demo and test only: serve this supplier from the bundled simulator at `base_url`."""
 
@@ -214,6 +237,15 @@ class SimulateConfig:
     callback_delay: Seconds = 0.0
     max_requests_per_second: Annotated[float, Range(0), Doc("0: unlimited; above it, throttle")] = 0.0
     seed: Annotated[int | None, Doc("Random seed for repeatable runs")] = None
+    balance: Annotated[
+        int,
+        Money(),
+        Doc(
+            "Starting prepaid balance: every charge lowers it (a failure gives it back), and a submit"
+            " it cannot pay for is refused with the protocol's balance-insufficient code"
+        ),
+    ] = 100_000_000
+    top_up: Annotated[TopUpConfig | None, Doc("Paid into the balance at a fixed pace; absent: never")] = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,6 +262,7 @@ class SupplierConfig:
         default_factory=_empty
     )
     disabled: Annotated[bool, Doc("Start with this supplier taken out of routing")] = False
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
     simulate: SimulateConfig | None = None
 
 

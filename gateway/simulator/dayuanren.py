@@ -17,6 +17,7 @@ import orjson
 from gateway.simulator.forms import read_form
 from gateway.simulator.front import (
     TOO_MANY_REQUESTS,
+    BalanceRequest,
     HttpReply,
     HttpRequest,
     Incoming,
@@ -36,6 +37,7 @@ from gateway.simulator.traffic import Operation
 
 SUBMIT_PATH: Final = "/yrapi.php/index/recharge"
 QUERY_PATH: Final = "/yrapi.php/index/check"
+BALANCE_PATH: Final = "/yrapi.php/index/user"
 MAX_QUERY_BATCH: Final = 50
 """The most `out_trade_nums` one query may name (dayuanren.md)."""
 MAX_FORM_FIELDS: Final = 100
@@ -44,7 +46,7 @@ MAX_FORM_FIELDS: Final = 100
 _FORM: Final = "application/x-www-form-urlencoded"
 _JSON: Final = "application/json; charset=utf-8"
 _OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
-    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY}
+    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY, BALANCE_PATH: Operation.BALANCE}
 )
 _SUBMIT_FIELDS: Final = ("out_trade_num", "product_id", "mobile", "notify_url", "amount")
 # THROTTLED is absent: it is answered with HTTP 429 (see `rejection_reply`).
@@ -54,7 +56,8 @@ _REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
         Refusal.UNKNOWN_CREDENTIAL: (1001, "商户不存在"),
         Refusal.BAD_REQUEST: (1, "参数错误"),
         Refusal.UNKNOWN_PRODUCT: (1003, "产品不存在或已下架"),
-        Refusal.REFUSED: (1002, "余额不足"),
+        Refusal.REFUSED: (1, "通道维护中"),
+        Refusal.BALANCE_INSUFFICIENT: (1002, "余额不足"),
         Refusal.DUPLICATE: (1005, "相同订单号不能提单"),
     }
 )
@@ -88,7 +91,11 @@ class DayuanrenFront:
     """
 
     protocol: ClassVar[str] = "dayuanren"
-    routes: ClassVar[tuple[tuple[str, str], ...]] = (("POST", SUBMIT_PATH), ("POST", QUERY_PATH))
+    routes: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("POST", SUBMIT_PATH),
+        ("POST", QUERY_PATH),
+        ("POST", BALANCE_PATH),
+    )
     credential_keys: ClassVar[tuple[str, ...]] = ("userid", "apikey")
     supports_partial: ClassVar[bool] = True
     carries_notify_url: ClassVar[bool] = True
@@ -117,6 +124,8 @@ class DayuanrenFront:
             return _submit(fields)
         if operation is Operation.QUERY:
             return _query(fields)
+        if operation is Operation.BALANCE:
+            return BalanceRequest()
         return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
 
     def supplier_order_id(self, sequence: int) -> str:
@@ -130,6 +139,11 @@ class DayuanrenFront:
         if entry.cost_cents is not None:
             data["total_price"] = yuan_text(entry.cost_cents)
         return _reply(0, "提交成功", data)
+
+    def balance_reply(self, balance_cents: int) -> HttpReply:
+        numeric = self._userid.isascii() and self._userid.isdigit()
+        user_id: object = int(self._userid) if numeric else self._userid  # dayuanren.md shows a number
+        return _reply(0, "ok", {"id": user_id, "username": self._userid, "balance": yuan_text(balance_cents)})
 
     def query_reply(self, query: QueryRequest, found: Mapping[str, LedgerEntry]) -> HttpReply:
         data = [

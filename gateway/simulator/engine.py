@@ -1,7 +1,8 @@
 """The generic simulated supplier: decides each order's fate from the knobs and serves a front.
 
 Protocol-free: every byte on the wire is the front's. Owns fates, faults, timing, the ledger, the
-request log, background finishing and callbacks, and the aiohttp app they run in.
+prepaid account charges draw on, the request log, background finishing and callbacks, and the
+aiohttp app they run in.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from aiohttp import web
 
 from gateway.clock import Clock, SystemClock
 from gateway.config.model import SimulateConfig
+from gateway.simulator.account import PrepaidAccount
 from gateway.simulator.courier import Courier
 from gateway.simulator.faults import Fault
 from gateway.simulator.front import (
+    BalanceRequest,
     Front,
     HttpReply,
     Incoming,
@@ -129,10 +132,19 @@ class Simulator:
         self.knobs = knobs
         self.ledger = Ledger()
         self.requests = RequestLog()
+        # Balance calls apart: `requests` stays the record of order traffic tests count on.
+        self.balance_requests = RequestLog()
         self.callback_url = callback_url
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._rng = rng if rng is not None else random.Random(knobs.seed)
         self._catalog: Mapping[str, int] = MappingProxyType(dict(catalog or {}))
+        # Taken from the knobs once: replacing the knobs later changes fates, not the money.
+        self.account = PrepaidAccount(
+            knobs.balance,
+            self._clock,
+            top_up_cents=knobs.top_up.amount if knobs.top_up is not None else 0,
+            top_up_every=knobs.top_up.every if knobs.top_up is not None else None,
+        )
         self._courier = Courier(
             attempts=callback_attempts,
             retry_seconds=callback_retry_seconds,
@@ -198,11 +210,14 @@ class Simulator:
             answer = self.front.rejection_reply(reading)
         elif isinstance(reading, QueryRequest):
             answer, fault = self._query(reading, now)
+        elif isinstance(reading, BalanceRequest):
+            answer = self.front.balance_reply(self.account.read())
         else:
             answer = self._submit(reading, knobs)
             if isinstance(answer, Silence):
                 fault = _SILENT_FAULTS.get(answer)
-        self.requests.record(now, operation, fault)
+        log = self.balance_requests if operation is Operation.BALANCE else self.requests
+        log.record(now, operation, fault)
         if answer is Silence.HANG:
             return answer
         if knobs.latency > 0:
@@ -234,8 +249,17 @@ class Simulator:
                 self._record(request, None, charged=False)
                 return self._rejection(Refusal.UNKNOWN_PRODUCT, upstream_order_id)
             face_value_cents = self._catalog[request.sku]
+        cost_cents = _cost_cents(face_value_cents, request.quantity)
+        # The supplier looks at the money first: a charge beyond the balance is refused, whatever
+        # fate the knobs would have drawn (drawn nothing, so seeds keep their stories).
+        if cost_cents is not None and cost_cents > self.account.balance_cents:
+            self.account.charge(upstream_order_id, cost_cents)  # refused: remembered, nothing taken
+            self._record(request, face_value_cents, charged=False)
+            return self._rejection(Refusal.BALANCE_INSUFFICIENT, upstream_order_id)
         plan = self._plan(knobs, partial_possible=face_value_cents is not None)
         charged = plan.fate is not Fate.REFUSE and (plan.fate is not Fate.HANG or knobs.hang_charges)
+        if charged and cost_cents is not None:
+            self.account.charge(upstream_order_id, cost_cents)
         entry = self._record(request, face_value_cents, charged=charged, plan=plan)
         if charged:
             self._spawn(self._finish(upstream_order_id, plan))
@@ -275,9 +299,7 @@ class Simulator:
         plan: _Plan | None = None,
     ) -> LedgerEntry:
         self._sequence += 1
-        cost_cents = None
-        if face_value_cents is not None:
-            cost_cents = round(face_value_cents * request.quantity * PRICE_RATIO)
+        cost_cents = _cost_cents(face_value_cents, request.quantity)
         accepted_at = self._clock.monotonic()
         # Faults count what happened: an order never charged cannot lag or be called back about.
         faults = plan.faults if plan is not None and charged else frozenset()
@@ -349,6 +371,7 @@ class Simulator:
         entry = self.ledger.update(
             upstream_order_id, state=plan.final, finished_at=self._clock.now(), delivered_cents=delivered
         )
+        self.account.refund(_refund_cents(entry))
         url = entry.notify_url or self.callback_url
         if url is None or (plan.callback_copies == 0 and not plan.forged):
             return
@@ -462,12 +485,32 @@ SIMULATOR: Final = web.AppKey("simulator", Simulator)
 """The simulator behind an app, for whoever holds only the app."""
 
 
+def _cost_cents(face_value_cents: int | None, quantity: int) -> int | None:
+    """What the supplier charges for a submit; None when neither request nor catalogue tells the value."""
+    if face_value_cents is None:
+        return None
+    return round(face_value_cents * quantity * PRICE_RATIO)
+
+
+def _refund_cents(entry: LedgerEntry) -> int:
+    """What a final entry gives back to the balance: all of a failure, the undelivered share of a partial."""
+    cost = entry.cost_cents or 0
+    if entry.state is ChargeState.FAILED:
+        return cost
+    if entry.state is ChargeState.PARTIAL and entry.face_value_cents and entry.delivered_cents is not None:
+        value = entry.face_value_cents * entry.quantity
+        return cost - cost * entry.delivered_cents // value
+    return 0
+
+
 def _operation(reading: Reading) -> Operation:
     match reading:
         case SubmitRequest():
             return Operation.SUBMIT
         case QueryRequest():
             return Operation.QUERY
+        case BalanceRequest():
+            return Operation.BALANCE
         case Rejection():
             return reading.operation
 
@@ -478,4 +521,8 @@ def _chance(rng: random.Random, rate: float) -> bool:
 
 
 def _ids(reading: Reading) -> tuple[str, ...]:
-    return (reading.upstream_order_id,) if isinstance(reading, SubmitRequest) else reading.upstream_order_ids
+    if isinstance(reading, SubmitRequest):
+        return (reading.upstream_order_id,)
+    if isinstance(reading, BalanceRequest):
+        return ()
+    return reading.upstream_order_ids

@@ -60,6 +60,11 @@ class QueryRequest:
     upstream_order_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceRequest:
+    """A signed call for the supplier's prepaid balance (protocols/*.md, Balance)."""
+
+
 class Refusal(StrEnum):
     """Why a request was answered with an error instead of being executed."""
 
@@ -67,7 +72,8 @@ class Refusal(StrEnum):
     UNKNOWN_CREDENTIAL = "unknown_credential"
     BAD_REQUEST = "bad_request"
     UNKNOWN_PRODUCT = "unknown_product"
-    REFUSED = "refused"  # the refuse_rate knob: stock, balance, channel
+    REFUSED = "refused"  # the refuse_rate knob: stock, channel, maintenance
+    BALANCE_INSUFFICIENT = "balance_insufficient"  # the charge is beyond the prepaid balance
     DUPLICATE = "duplicate"
     THROTTLED = "throttled"
 
@@ -79,7 +85,7 @@ class Rejection:
     upstream_order_ids: tuple[str, ...] = ()  # as far as the request could be read
 
 
-Reading = SubmitRequest | QueryRequest | Rejection
+Reading = SubmitRequest | QueryRequest | BalanceRequest | Rejection
 
 
 def reply(status: int, content_type: str, body: bytes, headers: Mapping[str, str] | None = None) -> HttpReply:
@@ -108,6 +114,10 @@ class Front(Protocol):
 
     def query_reply(self, query: QueryRequest, found: Mapping[str, LedgerEntry]) -> HttpReply:
         """`found` holds the charged entries among the ids asked; the rest are unknown to it."""
+        ...
+
+    def balance_reply(self, balance_cents: int) -> HttpReply:
+        """The answer to a balance call: the prepaid balance, in the protocol's own shape."""
         ...
 
     def rejection_reply(self, rejection: Rejection) -> HttpReply: ...

@@ -15,6 +15,7 @@ from typing import ClassVar, Final
 from gateway.simulator.chinatime import china_time
 from gateway.simulator.front import (
     TOO_MANY_REQUESTS,
+    BalanceRequest,
     HttpReply,
     HttpRequest,
     Incoming,
@@ -36,12 +37,18 @@ PATH: Final = "/api/getway"
 MOBILE_SUBMIT: Final = "fulu.order.mobile.add"
 DIRECT_SUBMIT: Final = "fulu.order.direct.add"
 QUERY: Final = "fulu.order.info.get"
+BALANCE: Final = "fulu.user.info.get"
 TIME_PATTERN: Final = "%Y-%m-%d %H:%M:%S"
 """`YYYY-MM-DD HH:MM:SS` in China time, as fulu writes timestamps."""
 
 _JSON: Final = "application/json; charset=utf-8"
 _OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
-    {MOBILE_SUBMIT: Operation.SUBMIT, DIRECT_SUBMIT: Operation.SUBMIT, QUERY: Operation.QUERY}
+    {
+        MOBILE_SUBMIT: Operation.SUBMIT,
+        DIRECT_SUBMIT: Operation.SUBMIT,
+        QUERY: Operation.QUERY,
+        BALANCE: Operation.BALANCE,
+    }
 )
 _REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
     {
@@ -50,6 +57,7 @@ _REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
         Refusal.BAD_REQUEST: (2001, "参数错误"),
         Refusal.UNKNOWN_PRODUCT: (3001, "商品不存在"),
         Refusal.REFUSED: (3003, "库存不足"),
+        Refusal.BALANCE_INSUFFICIENT: (3004, "余额不足"),
         Refusal.DUPLICATE: (3007, "外部订单号已存在"),
     }
 )
@@ -105,6 +113,8 @@ class FuluFront:
             expected.encode(), signature.lower().encode()
         ):
             return Rejection(refusal=Refusal.BAD_SIGNATURE, operation=operation)
+        if method == BALANCE:
+            return BalanceRequest()  # its biz_content is "{}": nothing more to read
         try:
             biz = json.loads(_text(params, "biz_content"))
             if not isinstance(biz, dict):
@@ -140,6 +150,10 @@ class FuluFront:
     def query_reply(self, query: QueryRequest, found: Mapping[str, LedgerEntry]) -> HttpReply:
         entry = found.get(query.upstream_order_ids[0])
         return self._reply(3006, "订单不存在") if entry is None else self._reply(0, "成功", _order(entry))
+
+    def balance_reply(self, balance_cents: int) -> HttpReply:
+        # `balance` and `user_name` are fulu.md's (assumed) field names.
+        return self._reply(0, "成功", {"balance": yuan_text(balance_cents), "user_name": self._app_key})
 
     def rejection_reply(self, rejection: Rejection) -> HttpReply:
         if rejection.refusal is Refusal.THROTTLED:

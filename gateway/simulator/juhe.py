@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from gateway.simulator.front import (
+    BalanceRequest,
     HttpReply,
     HttpRequest,
     Incoming,
@@ -29,25 +30,27 @@ from gateway.simulator.front import (
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
 from gateway.simulator.money import yuan_text
-from gateway.simulator.signatures.juhe import callback_sign, submit_sign
+from gateway.simulator.signatures.juhe import balance_sign, callback_sign, submit_sign
 from gateway.simulator.traffic import Operation
 
 SUBMIT_PATH: Final = "/ofpay/mobile/onlineorder"
 QUERY_PATH: Final = "/ofpay/mobile/ordersta"
+BALANCE_PATH: Final = "/ofpay/mobile/yue"
 FACE_VALUES_YUAN: Final = (5, 10, 20, 30, 50, 100, 200, 300, 500)
 """The only `cardnum`s juhe sells (juhe.md): phone top-ups by face value."""
 
 _JSON: Final = "application/json;charset=utf-8"
 _FORM: Final = "application/x-www-form-urlencoded"
 _OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
-    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY}
+    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY, BALANCE_PATH: Operation.BALANCE}
 )
 _REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
     {
         Refusal.BAD_SIGNATURE: (10001, "校验值sign错误"),
         Refusal.UNKNOWN_CREDENTIAL: (10001, "错误的请求KEY"),
         Refusal.UNKNOWN_PRODUCT: (208501, "不允许充值的手机号码及金额"),
-        Refusal.REFUSED: (208503, "账户余额不足"),
+        Refusal.REFUSED: (208508, "订单请求失败，请重试"),
+        Refusal.BALANCE_INSUFFICIENT: (208503, "账户余额不足"),
         Refusal.DUPLICATE: (208509, "订单号重复"),
         Refusal.THROTTLED: (10012, "请求超过次数限制"),
     }
@@ -73,7 +76,11 @@ class JuheFront:
     """juhe as one supplier with these credentials serves it; throttling is its own 10012, not HTTP 429."""
 
     protocol: ClassVar[str] = "juhe"
-    routes: ClassVar[tuple[tuple[str, str], ...]] = (("GET", SUBMIT_PATH), ("GET", QUERY_PATH))
+    routes: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("GET", SUBMIT_PATH),
+        ("GET", QUERY_PATH),
+        ("GET", BALANCE_PATH),
+    )
     credential_keys: ClassVar[tuple[str, ...]] = ("key", "openid")
     supports_partial: ClassVar[bool] = False
     carries_notify_url: ClassVar[bool] = False
@@ -98,6 +105,8 @@ class JuheFront:
             return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation, upstream_order_ids=ids)
         if not hmac.compare_digest(params.get("key", "").encode(), self._key.encode()):
             return Rejection(refusal=Refusal.UNKNOWN_CREDENTIAL, operation=operation, upstream_order_ids=ids)
+        if operation is Operation.BALANCE:
+            return self._read_balance(params)
         phoneno, cardnum = params.get("phoneno", ""), params.get("cardnum", "")
         if operation is Operation.SUBMIT:
             expected = submit_sign(self._openid, self._key, phoneno, cardnum, orderid)
@@ -118,6 +127,18 @@ class JuheFront:
 
     def supplier_order_id(self, sequence: int) -> str:
         return f"J{sequence:016d}"
+
+    def balance_reply(self, balance_cents: int) -> HttpReply:
+        return _reply(0, "查询成功", {"money": yuan_text(balance_cents)})
+
+    def _read_balance(self, params: Mapping[str, str]) -> Reading:
+        timestamp = params.get("timestamp", "")
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return Rejection(refusal=Refusal.BAD_REQUEST, operation=Operation.BALANCE)
+        expected = balance_sign(self._openid, self._key, timestamp)
+        if not hmac.compare_digest(expected.encode(), params.get("sign", "").lower().encode()):
+            return Rejection(refusal=Refusal.BAD_SIGNATURE, operation=Operation.BALANCE)
+        return BalanceRequest()
 
     def submit_reply(self, entry: LedgerEntry) -> HttpReply:
         yuan = (entry.face_value_cents or 0) // 100

@@ -18,6 +18,7 @@ from gateway.simulator.chinatime import china_time
 from gateway.simulator.forms import read_form
 from gateway.simulator.front import (
     TOO_MANY_REQUESTS,
+    BalanceRequest,
     HttpReply,
     HttpRequest,
     Incoming,
@@ -32,11 +33,12 @@ from gateway.simulator.front import (
 )
 from gateway.simulator.ledger import ChargeState, LedgerEntry
 from gateway.simulator.money import yuan_text
-from gateway.simulator.signatures.ofpay import callback_sign, submit_sign, userpws
+from gateway.simulator.signatures.ofpay import balance_sign, callback_sign, submit_sign, userpws
 from gateway.simulator.traffic import Operation
 
 SUBMIT_PATH: Final = "/onlineorder.do"
 QUERY_PATH: Final = "/api/query.do"
+BALANCE_PATH: Final = "/newqueryuserinfo.do"
 VERSION: Final = "6.0"
 ACCEPTED: Final = "1"
 """`retcode` of an accepted submit."""
@@ -53,7 +55,7 @@ _TEXT: Final = "text/plain; charset=GB2312"
 _FORM: Final = "application/x-www-form-urlencoded; charset=GBK"
 _DECLARATION: Final = '<?xml version="1.0" encoding="GB2312"?>\n'
 _OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
-    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY}
+    {SUBMIT_PATH: Operation.SUBMIT, QUERY_PATH: Operation.QUERY, BALANCE_PATH: Operation.BALANCE}
 )
 _REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
     {
@@ -61,7 +63,8 @@ _REFUSALS: Final[Mapping[Refusal, tuple[int, str]]] = MappingProxyType(
         Refusal.BAD_SIGNATURE: (1002, "MD5验证错误"),
         Refusal.BAD_REQUEST: (1003, "参数错误"),
         Refusal.UNKNOWN_PRODUCT: (1003, "商品不存在或已下架"),
-        Refusal.REFUSED: (1005, "账户金额不足"),
+        Refusal.REFUSED: (1003, "商品暂时缺货"),
+        Refusal.BALANCE_INSUFFICIENT: (1005, "账户金额不足"),
         Refusal.DUPLICATE: (1009, "订单号已存在"),
     }
 )
@@ -86,7 +89,11 @@ class OfpayFront:
     """ofpay as one supplier with these credentials serves it."""
 
     protocol: ClassVar[str] = "ofpay"
-    routes: ClassVar[tuple[tuple[str, str], ...]] = (("GET", SUBMIT_PATH), ("GET", QUERY_PATH))
+    routes: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("GET", SUBMIT_PATH),
+        ("GET", QUERY_PATH),
+        ("GET", BALANCE_PATH),
+    )
     credential_keys: ClassVar[tuple[str, ...]] = ("userid", "password", "keystr")
     supports_partial: ClassVar[bool] = False
     carries_notify_url: ClassVar[bool] = True
@@ -112,6 +119,8 @@ class OfpayFront:
             return self._read_submit(params)
         if operation is Operation.QUERY:
             return self._read_query(params)
+        if operation is Operation.BALANCE:
+            return self._read_balance(params)
         return Rejection(refusal=Refusal.BAD_REQUEST, operation=operation)
 
     def supplier_order_id(self, sequence: int) -> str:
@@ -140,6 +149,15 @@ class OfpayFront:
         body = _NOT_FOUND if entry is None else _GAME_STATES[entry.state].encode("ascii")
         return reply(200, _TEXT, body)
 
+    def balance_reply(self, balance_cents: int) -> HttpReply:
+        fields = {
+            "err_msg": "",
+            "retcode": ACCEPTED,
+            "userid": self._userid,
+            "ret_leftcredit": yuan_text(balance_cents),
+        }
+        return _document("userinfo", fields)
+
     def rejection_reply(self, rejection: Rejection) -> HttpReply:
         if rejection.refusal is Refusal.THROTTLED:
             return TOO_MANY_REQUESTS  # ofpay has no throttling code
@@ -148,6 +166,8 @@ class OfpayFront:
         fields = {"err_msg": message, "retcode": str(code)}
         if rejection.operation is Operation.SUBMIT and rejection.upstream_order_ids:
             fields["sporder_id"] = rejection.upstream_order_ids[0]
+        if rejection.operation is Operation.BALANCE:
+            return _document("userinfo", fields)
         return _orderinfo(fields)
 
     def callback(self, entry: LedgerEntry, url: str) -> HttpRequest:
@@ -207,6 +227,19 @@ class OfpayFront:
         except _Invalid:
             return Rejection(refusal=Refusal.BAD_REQUEST, operation=Operation.SUBMIT, upstream_order_ids=ids)
 
+    def _read_balance(self, params: Mapping[str, str]) -> Reading:
+        if not (
+            _same(params.get("userid", ""), self._userid)
+            and _same(params.get("userpws", "").lower(), self._userpws)
+        ):
+            return Rejection(refusal=Refusal.UNKNOWN_CREDENTIAL, operation=Operation.BALANCE)
+        expected = balance_sign(self._userid, self._userpws, self._keystr)
+        if not _same(params.get("md5_str", "").upper(), expected):
+            return Rejection(refusal=Refusal.BAD_SIGNATURE, operation=Operation.BALANCE)
+        if params.get("version") != VERSION:
+            return Rejection(refusal=Refusal.BAD_REQUEST, operation=Operation.BALANCE)
+        return BalanceRequest()
+
     def _read_query(self, params: Mapping[str, str]) -> Reading:
         upstream_order_id = params.get("spbillid", "")
         ids = (upstream_order_id,) if upstream_order_id else ()
@@ -231,8 +264,13 @@ def _percent_form(query_string: str) -> str:
 
 def _orderinfo(fields: Mapping[str, str]) -> HttpReply:
     """An `orderinfo` document, really GB2312: whatever GB2312 lacks becomes a character reference."""
+    return _document("orderinfo", fields)
+
+
+def _document(root: str, fields: Mapping[str, str]) -> HttpReply:
+    """A `root` element of `fields` in GB2312, as every ofpay reply document is written."""
     children = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in fields.items())
-    text = f"{_DECLARATION}<orderinfo>{children}</orderinfo>"
+    text = f"{_DECLARATION}<{root}>{children}</{root}>"
     return reply(200, _XML, text.encode("gb2312", errors="xmlcharrefreplace"))
 
 

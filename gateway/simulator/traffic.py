@@ -20,6 +20,7 @@ DEFAULT_CAPACITY: Final = 20_000
 class Operation(StrEnum):
     SUBMIT = "submit"
     QUERY = "query"
+    BALANCE = "balance"
     OTHER = "other"  # unreadable, unsigned or unknown requests
 
 

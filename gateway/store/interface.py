@@ -66,6 +66,26 @@ class Store(Protocol):
         """How many orders are not yet final, by reason (reasons with none may be left out)."""
         ...
 
+    async def orders_created(
+        self,
+        since: float,
+        until: float,
+        *,
+        after: tuple[float, str] | None = None,
+        limit: int = 1000,
+    ) -> Sequence[Order]:
+        """Orders whose `created_at` lies in [since, until), by (created_at, uid): up to `limit` past `after`.
+
+        A page of a listing that can be read to its end (the figures of `/admin/stats`): the next
+        page is asked for with the last order's (created_at, uid) as `after`. An order is listed by
+        its creation time however often it is saved; saves during the reading never list it twice.
+        """
+        ...
+
+    async def count_notifications_pending(self) -> int:
+        """Orders whose shop notification is still to be sent: due, being sent, or waiting to retry."""
+        ...
+
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         """Orders whose shop notification is due by `now`, soonest first: the outbox."""
         ...

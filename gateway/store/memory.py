@@ -21,6 +21,10 @@ def _recency(order: Order) -> tuple[float, str]:
     return (order.updated_at, order.uid)
 
 
+def _creation(order: Order) -> tuple[float, str]:
+    return (order.created_at, order.uid)
+
+
 class MemoryStore:
     """The `Store` for tests, demos and single runs; keeps the frozen orders it is given, uncopied."""
 
@@ -132,6 +136,26 @@ class MemoryStore:
     async def count_processing(self) -> Mapping[Reason, int]:
         self._check_open()
         return Counter(reason for uid in self._processing if (reason := self._by_uid[uid].reason) is not None)
+
+    async def orders_created(
+        self,
+        since: float,
+        until: float,
+        *,
+        after: tuple[float, str] | None = None,
+        limit: int = 1000,
+    ) -> Sequence[Order]:
+        self._check_open()
+        # A scan per page: this store holds a test's or a demo's orders, never a busy day's.
+        start = (since, "") if after is None else after
+        matching = (
+            o for o in self._by_uid.values() if since <= o.created_at < until and _creation(o) > start
+        )
+        return heapq.nsmallest(max(limit, 0), matching, key=_creation)
+
+    async def count_notifications_pending(self) -> int:
+        self._check_open()
+        return len(self._notify_due)
 
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         self._check_open()

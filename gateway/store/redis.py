@@ -252,6 +252,38 @@ class RedisStore:
         shards = keys.SHARDS
         return {reason: sum(replies[i * shards : (i + 1) * shards]) for i, (reason, _) in enumerate(prefixes)}
 
+    async def orders_created(
+        self,
+        since: float,
+        until: float,
+        *,
+        after: tuple[float, str] | None = None,
+        limit: int = 1000,
+    ) -> Sequence[Order]:
+        """The creation listing (`k NUL <created> NUL <uid> ...`) from just past `after` to `until`.
+
+        An order stored before that listing existed joins it at its next save; one that is never saved
+        again (final before the upgrade) is not listed.
+        """
+        created, uid = (since, "") if after is None else after
+        # \1 sorts after the NUL that ends `uid` in its own entries and before any longer uid.
+        start = keys.CREATED + keys.sortable(created) + b"\0" + uid.encode() + b"\1"
+        upto = keys.CREATED + keys.sortable(until)
+
+        def still_listed(order: Order) -> bool:
+            return since <= order.created_at < until
+
+        return await self._listing(keys.CREATED, limit, still_listed, since=start, upto=upto)
+
+    async def count_notifications_pending(self) -> int:
+        """One pipeline of ZLEXCOUNTs: every shard's notification-due entries."""
+        async with self._boundary("count notifications") as client:
+            counts = client.pipeline(transaction=False)
+            for index in keys.INDEX_KEYS:
+                counts.zlexcount(index, b"[" + keys.DUE, b"(" + keys.DUE + b"\xff")
+            replies: list[int] = await counts.execute()
+        return sum(replies)
+
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         def still_due(order: Order) -> bool:
             due = order.notification.due_at if order.notification is not None else None
@@ -403,12 +435,14 @@ class RedisStore:
         *,
         newest_first: bool = False,
         upto: bytes | None = None,
+        since: bytes | None = None,
     ) -> list[Order]:
-        """The first `limit` entries of `listing` over every shard, as orders that still belong in it."""
+        """The first `limit` entries of `listing` (from `since`, before `upto`) over every shard, as orders
+        that still belong in it."""
         async with self._boundary("list orders") as client:
             if limit <= 0:
                 return []
-            entries = await _first_entries(client, listing, limit, newest_first, upto)
+            entries = await _first_entries(client, listing, limit, newest_first, upto, since)
             documents: list[bytes | str | None] = []
             for start in range(0, len(entries), FETCH_BATCH):
                 fetch = client.pipeline(transaction=False)
@@ -435,7 +469,12 @@ class RedisStore:
 
 
 async def _first_entries(
-    client: Client, listing: bytes, limit: int, newest_first: bool, upto: bytes | None
+    client: Client,
+    listing: bytes,
+    limit: int,
+    newest_first: bool,
+    upto: bytes | None,
+    since: bytes | None = None,
 ) -> list[bytes]:
     """The first `limit` entries of `listing` in all shards' indexes together, in the listing's order.
 
@@ -444,7 +483,7 @@ async def _first_entries(
     still lies ahead of the listing's last is asked again, for up to `limit` more: then it has given
     `limit` entries or all it has, so two rounds always suffice.
     """
-    low, high = b"[" + listing, b"(" + (upto or listing + b"\xff")
+    low, high = b"[" + (since or listing), b"(" + (upto or listing + b"\xff")
     bounds = dict.fromkeys(range(keys.SHARDS), (low, high))
     taken: list[list[bytes]] = [[] for _ in range(keys.SHARDS)]
     asking = list(range(keys.SHARDS))
@@ -477,7 +516,7 @@ async def _first_entries(
 
 
 def _fields(order: Order, at: keys.OrderKeys, *, version: int | None = None) -> list[EncodableT]:
-    """ARGV[2] to ARGV[10] of `redis_orders.lua` for `order`."""
+    """ARGV[2] to ARGV[11] of `redis_orders.lua` for `order`."""
     due = order.notification.due_at if order.notification is not None else None
     check = None if order.status.final else order.check_time
     return [
@@ -490,6 +529,7 @@ def _fields(order: Order, at: keys.OrderKeys, *, version: int | None = None) -> 
         b"" if due is None else keys.sortable(due),
         b"" if check is None else keys.sortable(check),
         at.entry_tail,
+        keys.sortable(order.created_at),
     ]
 
 

@@ -48,11 +48,13 @@ SHARDS: Final = 64
 #   status and reason x NUL <status> NUL <reason> NUL <t> NUL <tail>     (only with a reason)
 #   notification due  n NUL <due> NUL <tail>                             (only while one is due)
 #   check due         c NUL <check> NUL <tail>                           (only while processing)
-# where <t> and <due> are `sortable` times and <tail> is `<uid> NUL <order key tail>`. Sorted by bytes,
-# one listing's entries run in (time, uid) order, as SQLite's `ORDER BY updated_at, uid`.
+#   created           k NUL <created> NUL <tail>                         (never moves)
+# where <t>, <due>, <check> and <created> are `sortable` times and <tail> is `<uid> NUL <order key tail>`.
+# Sorted by bytes, one listing's entries run in (time, uid) order, as SQLite's `ORDER BY updated_at, uid`.
 ALL: Final = b"a\0"
 DUE: Final = b"n\0"
 CHECKS: Final = b"c\0"
+CREATED: Final = b"k\0"
 _SORTABLE_LENGTH: Final = 16
 
 

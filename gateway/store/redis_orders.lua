@@ -19,7 +19,8 @@
 -- ARGV[7]   updated_at    ARGV[8]  notification due, or ''
 -- ARGV[9]   check time (when the reconciler should look), or ''
 -- ARGV[10]  the entries' tail: uid NUL the order key's tail
--- ARGV[11]  save: the new version
+-- ARGV[11]  created_at (never changes)
+-- ARGV[12]  save: the new version
 -- Returns   create: {1} created; {2, document} this very order (same uid) was created before, by a
 --           replayed call; {0, document} another order holds (shop, order_id); {-1} the uid belongs
 --           to another order. save: {1} saved (or this very save was replayed); {0, stored version}
@@ -59,9 +60,11 @@ local op = ARGV[1]
 local uid = ARGV[2]
 local document = ARGV[4]
 local status, reason, updated, due, check, tail = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local created = ARGV[11]
 
 local function entries(s, r, t, n, c)
-    local found = {a = 'a\0' .. t .. '\0' .. tail, s = 's\0' .. s .. '\0' .. t .. '\0' .. tail}
+    local found = {a = 'a\0' .. t .. '\0' .. tail, s = 's\0' .. s .. '\0' .. t .. '\0' .. tail,
+        k = 'k\0' .. created .. '\0' .. tail}
     if r ~= '' then
         found.r = 'r\0' .. r .. '\0' .. t .. '\0' .. tail
         found.x = 'x\0' .. s .. '\0' .. r .. '\0' .. t .. '\0' .. tail
@@ -75,7 +78,7 @@ local function entries(s, r, t, n, c)
     return found
 end
 
-local LISTINGS = {'a', 's', 'r', 'x', 'n', 'c'}
+local LISTINGS = {'a', 's', 'r', 'x', 'n', 'c', 'k'}
 
 -- Only the entries that change are touched: a save that keeps the status and reason moves two or three.
 local function reindex(old, new)
@@ -125,13 +128,18 @@ if op == 'save' then
     end
     if held[2] ~= ARGV[3] then
         -- A reply lost after the save landed makes the client send it again: same version, same bytes.
-        if held[2] == ARGV[11] and redis.call('HGET', order, 'd') == document then
+        if held[2] == ARGV[12] and redis.call('HGET', order, 'd') == document then
             return {1}
         end
         return {0, held[2]}
     end
-    reindex(entries(held[3], held[4], held[5], held[6], held[7]), entries(status, reason, updated, due, check))
-    store(ARGV[11])
+    local new = entries(status, reason, updated, due, check)
+    reindex(entries(held[3], held[4], held[5], held[6], held[7]), new)
+    -- An order stored before the creation listing existed gains its entry at its next save.
+    if not redis.call('ZSCORE', index, new.k) then
+        redis.call('ZADD', index, 0, new.k)
+    end
+    store(ARGV[12])
     return {1}
 end
 

@@ -156,6 +156,31 @@ class SqliteStore:
 
         return await self._submit(count, writes=False)
 
+    async def orders_created(
+        self,
+        since: float,
+        until: float,
+        *,
+        after: tuple[float, str] | None = None,
+        limit: int = 1000,
+    ) -> Sequence[Order]:
+        # Keyset paging on the (created_at, uid) index: each page costs its own rows, never an offset.
+        sql = (
+            "SELECT document FROM orders WHERE created_at >= ? AND created_at < ?"
+            " AND (created_at, uid) > (?, ?) ORDER BY created_at, uid LIMIT ?"
+        )
+        start = (since, "") if after is None else after
+        params = (since, until, *start, max(limit, 0))
+        return await self._submit(lambda db: _all(db, sql, params), writes=False)
+
+    async def count_notifications_pending(self) -> int:
+        sql = "SELECT count(*) FROM orders WHERE notify_due IS NOT NULL"  # the outbox's partial index
+
+        def count(db: sqlite3.Connection) -> int:
+            return int(db.execute(sql).fetchone()[0])
+
+        return await self._submit(count, writes=False)
+
     async def due_notifications(self, now: float, limit: int = 100) -> Sequence[Order]:
         sql = "SELECT document FROM orders WHERE notify_due <= ? ORDER BY notify_due LIMIT ?"
         return await self._submit(lambda db: _all(db, sql, (now, max(limit, 0))), writes=False)
@@ -341,6 +366,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE orders ADD COLUMN check_at REAL")
         # Open orders of an earlier version are due now: the first sweep looks and reschedules them.
         db.execute("UPDATE orders SET check_at = 0 WHERE status = ?", (OrderStatus.PROCESSING.value,))
+    if columns and "created_at" not in columns:
+        db.execute("ALTER TABLE orders ADD COLUMN created_at REAL")
+        # Read once from the stored documents, which have always carried it.
+        db.execute("UPDATE orders SET created_at = json_extract(CAST(document AS TEXT), '$.created_at')")
 
 
 def _notify_due(order: Order) -> float | None:
@@ -360,8 +389,9 @@ def _store_error(exc: BaseException, doing: str) -> StoreError:
 def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
     cursor = db.execute(
         "INSERT INTO orders"
-        " (uid, shop, order_id, status, reason, updated_at, version, notify_due, check_at, document)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
+        " (uid, shop, order_id, status, reason, updated_at, version, notify_due, check_at, created_at,"
+        " document)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
         (
             order.uid,
             order.shop,
@@ -372,6 +402,7 @@ def _insert_order(db: sqlite3.Connection, order: Order) -> tuple[Order, bool]:
             order.version,
             _notify_due(order),
             _check_at(order),
+            order.created_at,
             orjson.dumps(to_document(order)),
         ),
     )

@@ -12,12 +12,16 @@ CREATE TABLE IF NOT EXISTS orders (
     notify_due REAL,
     check_at   REAL,
     document   BLOB NOT NULL,
+    -- Never changes after the insert; added last, so a file of an earlier version gains it in place.
+    created_at REAL,
     UNIQUE (shop, order_id)
 );
 -- uid ends every index so equal timestamps still list in one stable order.
 CREATE INDEX IF NOT EXISTS orders_by_update ON orders (updated_at, uid);
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, updated_at, uid);
 CREATE INDEX IF NOT EXISTS orders_by_reason ON orders (reason, updated_at, uid);
+-- The figures (/admin/stats): orders by the time they were placed, read in pages.
+CREATE INDEX IF NOT EXISTS orders_by_creation ON orders (created_at, uid);
 -- The notification outbox: only orders with a notice to send are in this index.
 CREATE INDEX IF NOT EXISTS orders_by_notify_due ON orders (notify_due) WHERE notify_due IS NOT NULL;
 -- The reconciler's schedule: only open orders have a check time.

@@ -297,7 +297,7 @@ def test_callback_of_another_merchant_does_not_verify_with_our_key() -> None:
     [
         (1, Verdict.NOT_EXECUTED),
         (1001, Verdict.NOT_EXECUTED),
-        (1002, Verdict.NOT_EXECUTED),
+        (1002, Verdict.BALANCE_INSUFFICIENT),
         (1003, Verdict.NOT_EXECUTED),
         (1004, Verdict.NOT_EXECUTED),
         (1005, Verdict.UNKNOWN),

@@ -240,7 +240,7 @@ def test_wrong_secret_makes_a_good_reply_unknown() -> None:
         ("3001", Verdict.NOT_EXECUTED),
         ("3002", Verdict.NOT_EXECUTED),
         ("3003", Verdict.NOT_EXECUTED),
-        ("3004", Verdict.NOT_EXECUTED),
+        ("3004", Verdict.BALANCE_INSUFFICIENT),
         ("3005", Verdict.NOT_EXECUTED),
         ("3006", Verdict.UNKNOWN),
         ("3007", Verdict.UNKNOWN),

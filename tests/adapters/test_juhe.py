@@ -252,7 +252,7 @@ def test_callback_read_from_a_body_built_by_urlencode() -> None:
         (10001, Verdict.NOT_EXECUTED),
         (10012, Verdict.THROTTLED),
         (208501, Verdict.NOT_EXECUTED),
-        (208503, Verdict.NOT_EXECUTED),
+        (208503, Verdict.BALANCE_INSUFFICIENT),
         (208505, Verdict.ACCOUNT_INVALID),
         (208508, Verdict.NOT_EXECUTED),
         (208509, Verdict.UNKNOWN),
@@ -303,7 +303,7 @@ def test_10012_carries_retry_after(operation: str, headers: dict[str, str], seco
 
 def test_retry_after_is_only_read_when_throttled() -> None:
     reply = adapter().parse_submit(ORDER_ID, reply_with(208503, {"Retry-After": "5"}))
-    assert (reply.verdict, reply.retry_after_seconds) == (Verdict.NOT_EXECUTED, None)
+    assert (reply.verdict, reply.retry_after_seconds) == (Verdict.BALANCE_INSUFFICIENT, None)
 
 
 def test_codes_from_settings_override_the_defaults() -> None:

@@ -294,7 +294,7 @@ def test_billion_laughs_is_refused_without_expanding() -> None:
         ("1001", Verdict.NOT_EXECUTED),
         ("1002", Verdict.NOT_EXECUTED),
         ("1003", Verdict.NOT_EXECUTED),
-        ("1005", Verdict.NOT_EXECUTED),
+        ("1005", Verdict.BALANCE_INSUFFICIENT),
         ("1007", Verdict.ACCOUNT_INVALID),
         ("1009", Verdict.UNKNOWN),
         ("9999", Verdict.UNKNOWN),

@@ -316,7 +316,7 @@ def test_bad_enums_list_the_valid_values() -> None:
         (
             'suppliers.fulu.codes["3006"]',
             "must be one of processing, succeeded, partial, failed, account_invalid, not_executed, "
-            'throttled, not_found, unknown; got string "skipped"',
+            'throttled, balance_insufficient, not_found, unknown; got string "skipped"',
         ),
         (
             'products["mobile.cmcc.50"].account',

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import yaml
@@ -282,3 +282,24 @@ class ShopEndpoint:
             await self.arrived.wait()
         self.arrived.clear()
         return self.received[-1]
+
+
+# A rate limit is kept where requests are admitted; each leaves a moment later, some later than others
+# on a loaded machine. Counts at a supplier use windows this much shorter than `per` to take that out.
+SEND_JITTER_SECONDS: Final = 0.05
+
+
+async def after_balance_reads(d: Deployment, advance: float = 0.0) -> None:
+    """Every supplier's start-up balance read has ended (read or not); then the clock moves `advance`.
+
+    The reads take a rate-limit slot and a concurrency slot of their supplier (CONTRACT.md §9), so a
+    test that counts those waits for them, and moves past the slots they took. A supplier polled
+    again within `advance` (its `balance.check_every`) would take another: such tests lengthen it.
+    """
+    for _ in range(500):  # bounded: about five seconds
+        if all(s.balance.checked_at is not None or s.balance.stale for s in d.runtime.suppliers.values()):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("a supplier's first balance read never ended")
+    d.clock.advance(advance)

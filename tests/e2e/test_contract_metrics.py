@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.e2e.harness import Deployment, Gateway, SupplierSpec
+from tests.e2e.harness import Deployment, Gateway, SupplierSpec, after_balance_reads
 from tests.e2e.test_callbacks import callback_body, open_order, post_callback
 from tests.e2e.test_contract_admin import suppliers
 from tests.e2e.test_operations import scrape
@@ -91,6 +91,7 @@ async def test_notifications_total_counts_delivered_retried_and_gave_up(
 async def test_rate_limited_total_counts_a_rejection_and_it_is_not_a_request(gateway: Gateway) -> None:
     one_per_ten = {"rate": 1, "per": "10s", "burst": 0, "max_wait": "0s"}
     d = await gateway({"limited": SupplierSpec(extra={"rate_limit": one_per_ten}), "spare": SupplierSpec()})
+    await after_balance_reads(d, advance=10)
     served = []
     for i in range(2):
         _, order = await d.shop.place(order_id=f"R-{i}", wait_seconds=5)
@@ -112,6 +113,7 @@ async def test_rate_limited_total_counts_a_rejection_and_it_is_not_a_request(gat
 async def test_rate_limited_total_counts_a_wait(gateway: Gateway) -> None:
     one_per_second = {"rate": 1, "per": "1s", "burst": 0, "max_wait": "3s"}
     d = await gateway({"paced": SupplierSpec(extra={"rate_limit": one_per_second})})
+    await after_balance_reads(d, advance=1)
     # Together: the second reserves the slot after the first's, about a second on, and waits for it.
     results = await asyncio.gather(*(d.shop.place(order_id=f"W-{i}", wait_seconds=5) for i in range(2)))
     assert [order["status"] for _, order in results] == ["succeeded", "succeeded"]

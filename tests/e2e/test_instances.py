@@ -18,13 +18,19 @@ from aiohttp import ClientSession
 
 from gateway.simulator import Simulator
 from tests.e2e.fleet import GatewayProcess, restartable_port, start_supplier
-from tests.e2e.harness import Deployment, Gateway, Shop, SupplierSpec, config_yaml, start_simulator
+from tests.e2e.harness import (
+    SEND_JITTER_SECONDS,
+    Deployment,
+    Gateway,
+    Shop,
+    SupplierSpec,
+    config_yaml,
+    start_simulator,
+)
 from tests.e2e.test_admin_orders import Admin
 from tests.e2e.test_callbacks import callback_body
 from tests.e2e.test_operations import admin_url, scrape
 from tests.redis_servers import RedisServer
-
-SEND_JITTER_SECONDS = 0.05
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import unused_port
 
 from gateway.app import admin_address
 from gateway.breaker import CircuitState
-from tests.e2e.harness import Deployment, Gateway, SupplierSpec
+from tests.e2e.harness import SEND_JITTER_SECONDS, Deployment, Gateway, SupplierSpec, after_balance_reads
 from tests.e2e.test_operations import scrape
 
 FAST_BREAKER = {
@@ -48,7 +48,9 @@ async def test_a_rush_never_exceeds_the_suppliers_limit(gateway: Gateway) -> Non
     assert all(status == 201 for status, _ in results)
     assert all(order["status"] == "succeeded" for _, order in results)
     limited = d.simulators["limited"].requests
-    assert limited.max_in_window(1.0) <= 25
+    # The limit is kept where requests are admitted; each leaves a moment later, and on a loaded machine
+    # some later than others: a window a little shorter than `per` takes that out (as in test_instances).
+    assert limited.max_in_window(1.0 - SEND_JITTER_SECONDS) <= 25
     assert len(limited) >= 6  # it did get its burst and its pace
     served_by = [suppliers_of(order)[-1] for _, order in results]
     assert served_by.count("limited") == len(limited)
@@ -137,6 +139,7 @@ async def test_a_throttling_supplier_is_paused_not_hammered(gateway: Gateway) ->
         {"supplier": "spare", "sku": "18221081", "cost": "49.30", "priority": 2},
     ]
     d = await gateway({"juhe": juhe, "spare": SupplierSpec()}, offers)
+    await after_balance_reads(d, advance=1)  # the balance read is a request its throttle counts
     served = []
     for i in range(4):
         _, order = await d.shop.place(order_id=f"T-{i}", wait_seconds=5)
@@ -153,6 +156,7 @@ async def test_a_saturated_supplier_is_skipped(gateway: Gateway) -> None:
     d = await gateway(
         {"narrow": SupplierSpec(knobs={"latency": 0.5}, extra={"max_concurrency": 1}), "wide": SupplierSpec()}
     )
+    await after_balance_reads(d)  # the balance read held narrow's one connection for its latency
     results = await asyncio.gather(*(d.shop.place(order_id=f"C-{i}", wait_seconds=5) for i in range(3)))
     served = sorted(suppliers_of(order)[0] for _, order in results)
     assert served == ["narrow", "wide", "wide"]
@@ -165,10 +169,12 @@ async def test_reconciliation_queries_take_rate_limit_slots_too(gateway: Gateway
     d = await gateway(
         {
             "one": SupplierSpec(
-                knobs={"error_rate": 1.0, "callback_drop_rate": 1.0}, extra={"rate_limit": limit}
+                knobs={"error_rate": 1.0, "callback_drop_rate": 1.0},
+                extra={"rate_limit": limit, "balance": {"check_every": "1h"}},
             )
         }
     )
+    await after_balance_reads(d, advance=60)  # past the slot the start-up balance read took
     _, order = await d.shop.place(order_id="Q-1", wait_seconds=1)
     assert order["reason"] == "outcome_unknown"
     assert (await d.runtime.reconciler.sweep()).queried == 0

@@ -13,7 +13,7 @@ from yarl import URL
 
 from gateway.api import BODY_TIMEOUT
 from gateway.auth import request_signature
-from tests.e2e.harness import SECRET, SHOP, Deployment, Gateway, SupplierSpec
+from tests.e2e.harness import SECRET, SHOP, Deployment, Gateway, SupplierSpec, after_balance_reads
 from tests.e2e.served import served
 
 GOOD = {"order_id": "E-1", "product": "mobile.cmcc.50", "account": "13800138000"}
@@ -265,7 +265,9 @@ async def _trickle(port: int) -> tuple[bytes, float]:
 
 async def test_a_replay_is_answered_from_the_store_without_asking_any_supplier(gateway: Gateway) -> None:
     """Idempotency is decided before routing: a replay costs no rate-limit slot, probe or wait."""
-    d = await gateway({"fulu": SupplierSpec(extra={"rate_limit": {"rate": 1, "per": "60s", "burst": 0}})})
+    once_a_minute = {"rate_limit": {"rate": 1, "per": "60s", "burst": 0}, "balance": {"check_every": "1h"}}
+    d = await gateway({"fulu": SupplierSpec(extra=once_a_minute)})
+    await after_balance_reads(d, advance=60)  # past the slot the start-up balance read took
     status, first = await d.shop.place(order_id="REPLAY-1", wait_seconds=2)
     assert status == 201
     supplier = d.runtime.suppliers["fulu"]

@@ -23,7 +23,7 @@ JUHE_CREDENTIALS = {"key": "wire-test-key", "openid": "wire-test-openid"}
 
 
 class ChargingResetter:
-    """Reads each request's head, counts it as a charge, then resets the connection (RST)."""
+    """Reads each submit's head, counts it as a charge, then resets the connection (RST)."""
 
     def __init__(self, *, refuse_after_first: bool) -> None:
         self.refuse_after_first = refuse_after_first
@@ -37,6 +37,13 @@ class ChargingResetter:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
+        if b"onlineorder" not in head.split(b"\r\n", 1)[0]:
+            # Not a submit (juhe's and ofpay's both go to .../onlineorder): the balance read, which
+            # this supplier leaves unknown. Only submits charge and reset.
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
         self.requests.append(head)
         sock = writer.get_extra_info("socket")
         # Linger 0: close() sends RST instead of FIN, the way a crashing supplier drops it.

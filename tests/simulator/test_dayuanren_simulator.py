@@ -320,6 +320,7 @@ def test_front_contract_and_credentials() -> None:
     assert DayuanrenFront.routes == (
         ("POST", "/yrapi.php/index/recharge"),
         ("POST", "/yrapi.php/index/check"),
+        ("POST", "/yrapi.php/index/user"),
     )
     with pytest.raises(ValueError, match="apikey"):
         DayuanrenFront({"userid": "10001"})

@@ -70,9 +70,9 @@ async def test_reused_id_is_refused_as_a_duplicate_and_charged_once(
     ("protocol", "code", "message"),
     [
         (FULU, "3003", "库存不足"),
-        (JUHE, "208503", "账户余额不足"),
-        (OFPAY, "1005", "账户金额不足"),
-        (DAYUANREN, "1002", "余额不足"),
+        (JUHE, "208508", "订单请求失败，请重试"),
+        (OFPAY, "1003", "商品暂时缺货"),
+        (DAYUANREN, "1", "通道维护中"),
     ],
     ids=NAMES,
 )

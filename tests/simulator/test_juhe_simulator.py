@@ -296,7 +296,11 @@ def test_acknowledged_only_by_200_success(status: int, body: bytes, acknowledged
 
 def test_front_contract() -> None:
     assert JuheFront.protocol == "juhe"
-    assert JuheFront.routes == (("GET", "/ofpay/mobile/onlineorder"), ("GET", "/ofpay/mobile/ordersta"))
+    assert JuheFront.routes == (
+        ("GET", "/ofpay/mobile/onlineorder"),
+        ("GET", "/ofpay/mobile/ordersta"),
+        ("GET", "/ofpay/mobile/yue"),
+    )
     assert JuheFront.supports_partial is False
     assert JuheFront.carries_notify_url is False
     assert JuheFront(CREDENTIALS).supplier_order_id(1) == "J0000000000000001"
@@ -319,7 +323,8 @@ def as_reply(answer: Mapping[str, Any]) -> HttpReply:
         (Refusal.UNKNOWN_CREDENTIAL, 10001, Verdict.NOT_EXECUTED),
         (Refusal.BAD_REQUEST, 208501, Verdict.NOT_EXECUTED),
         (Refusal.UNKNOWN_PRODUCT, 208501, Verdict.NOT_EXECUTED),
-        (Refusal.REFUSED, 208503, Verdict.NOT_EXECUTED),
+        (Refusal.REFUSED, 208508, Verdict.NOT_EXECUTED),
+        (Refusal.BALANCE_INSUFFICIENT, 208503, Verdict.BALANCE_INSUFFICIENT),
         (Refusal.DUPLICATE, 208509, Verdict.UNKNOWN),
         (Refusal.THROTTLED, 10012, Verdict.THROTTLED),
     ],

@@ -293,7 +293,8 @@ async def test_the_keys_of_one_order_share_one_slot(
     assert len(slots) == 1
     client = cluster_store.client
     assert await client.hget(at.order, "u") == b"GW1"
-    assert await client.zcard(at.index) == 5  # all, status, reason, status and reason, notification due
+    # all, status, reason, status and reason, notification due, created
+    assert await client.zcard(at.index) == 6
 
 
 def test_the_shards_spread_evenly_over_the_slots() -> None:
