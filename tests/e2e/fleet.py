@@ -213,6 +213,7 @@ class NotificationSink:
     server: TestServer | None = None
     ack_delay: float = 0.0
     cut_off: int = 0
+    acknowledging: int = 0  # POSTs received and not yet acknowledged (with `ack_delay`)
 
     async def start(self) -> str:
         app = web.Application()
@@ -232,11 +233,14 @@ class NotificationSink:
         doc = orjson.loads(body)
         self.bodies.append(body)
         if self.ack_delay > 0:
+            self.acknowledging += 1
             try:
                 await asyncio.sleep(self.ack_delay)
             except asyncio.CancelledError:
                 self.cut_off += 1
                 raise
+            finally:
+                self.acknowledging -= 1
         self.received[doc["order_id"]].append(Notice(status=doc["status"], signed=signed))
         return web.Response(text="ok")
 

@@ -71,7 +71,8 @@ async def busy(gateway: Gateway) -> Deployment:
     """A day of two suppliers: `dyr` fails some orders (they move on to `spare`) and delivers some in part."""
     d = await gateway(
         {
-            "dyr": spec("dayuanren", success_rate=0.6, partial_rate=0.4, result_after=0.01),
+            # Seeded: every run draws the same fates, failures and partial deliveries among them.
+            "dyr": spec("dayuanren", success_rate=0.6, partial_rate=0.4, result_after=0.01, seed=7),
             "spare": spec("fulu", result_after=0.01),
         },
         offers(("dyr", "dayuanren"), ("spare", "fulu")),

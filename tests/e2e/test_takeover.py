@@ -356,6 +356,14 @@ async def test_kill_9_of_an_instance_leaves_its_orders_to_the_others(
         async with asyncio.timeout(80):
             traffic.start()
             await asyncio.sleep(rng.uniform(1.5, 3.0))
+            # Then at a moment with something of each kind under way (bounded: if none comes, the
+            # kill goes ahead and the checks below say what it missed). Notifications are mostly the
+            # first instance's: the suppliers call it back, so it finishes most orders.
+            await eventually(
+                lambda: sink.acknowledging > 0 and _mid_send(simulators, time.monotonic()) > 1,
+                within=10,
+                every=0.005,
+            )
             killed_at = time.monotonic()
             fleet.processes[0].kill()
             unsettled, mid_send = _unsettled(simulators), _mid_send(simulators, killed_at)
