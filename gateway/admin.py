@@ -20,6 +20,7 @@ from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.interface import AccountKind
+from gateway import console
 from gateway.accounts import account_problem
 from gateway.config.loader import ConfigError
 from gateway.errors import (
@@ -62,7 +63,8 @@ Choice = TypeVar("Choice", OrderStatus, Reason)
 
 @web.middleware
 async def admin_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/admin/"):
+    # The console's page and static files are the one exception (CONTRACT.md §10): they hold no data.
+    if request.path.startswith("/admin/") and not console.is_public(request):
         token = request.app[RUNTIME].config.admin.token.reveal()
         if not token:
             raise Forbidden("no admin token is configured")
@@ -513,3 +515,60 @@ async def stats(request: web.Request) -> web.Response:
         after = (page[-1].created_at, page[-1].uid)
     window = {"from": iso_time(since), "to": iso_time(until), "by": by.value}
     return json_response({**window, "rows": figures.rows()})
+
+
+# -- operator actions (CONTRACT.md §10) -------------------------------------------------------
+
+RESUBMIT_FIELDS: Final = frozenset({"supplier", "note"})
+
+
+def _resubmission(body: bytes, headers: Mapping[str, str]) -> tuple[str | None, str | None, str]:
+    """The resubmit request's supplier and note (both optional; an empty body asks for neither) and
+    operator; every problem (body and header) at once."""
+    problems: Problems = []
+    operator = _operator(headers, problems)
+    doc = _body_object(body, RESUBMIT_FIELDS, problems) if body.strip() else {}
+    supplier = doc.get("supplier")
+    if supplier is not None and (not isinstance(supplier, str) or not supplier):
+        problems.append(
+            {"field": "supplier", "message": "must be the name of a supplier that offers the product"}
+        )
+    note = doc.get("note")
+    if note is not None and not isinstance(note, str):
+        problems.append({"field": "note", "message": "must be a string"})
+    elif isinstance(note, str) and len(note) > MAX_NOTE_CHARS:
+        problems.append({"field": "note", "message": f"must be at most {MAX_NOTE_CHARS} characters"})
+    if (
+        problems
+        or not (supplier is None or isinstance(supplier, str))
+        or not (note is None or isinstance(note, str))
+    ):
+        raise InvalidRequest("the request is invalid", details=problems)
+    return supplier, note, operator
+
+
+@routes.post("/admin/orders/{shop}/{order_id}/resubmit")
+async def resubmit_order(request: web.Request) -> web.Response:
+    """A new attempt (补单) for a processing order whose every attempt certainly charged nothing:
+    `202` with the order; `409 unsafe_resubmit` naming the open attempts; `409 order_final`."""
+    supplier, note, operator = _resubmission(await request.read(), request.headers)
+    order = await request.app[RUNTIME].orders.resubmit(
+        request.match_info["shop"],
+        request.match_info["order_id"],
+        supplier=supplier,
+        note=note.strip() if note else None,
+        operator=operator,
+    )
+    return json_response(operator_view(order), 202)
+
+
+@routes.post("/admin/orders/{shop}/{order_id}/notify")
+async def renotify_order(request: web.Request) -> web.Response:
+    """The shop's notification of a final order, sent again now (even after it gave up): `202` with the
+    order; `409 order_not_final`, or `409 no_notify_url` for an order placed without one."""
+    runtime = request.app[RUNTIME]
+    shop, order_id = request.match_info["shop"], request.match_info["order_id"]
+    order = await runtime.store.get_order(shop, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id!r} for shop {shop!r}")
+    return json_response(operator_view(await runtime.notifier.renotify(order.uid)), 202)

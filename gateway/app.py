@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway import admin, api, callbacks, stream, websocket
+from gateway import admin, api, callbacks, console, stream, websocket
 from gateway.auth import ShopAuthenticator
 from gateway.balancewatch import BalanceWatch
 from gateway.cancellation import cancel_and_wait
@@ -93,6 +93,7 @@ def create_admin_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[error_middleware, admin.admin_token_middleware])
     app[RUNTIME] = runtime
     app.add_routes(admin.routes)
+    app.add_routes(console.routes)
     return app
 
 

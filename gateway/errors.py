@@ -175,3 +175,27 @@ class UnknownOrder(ApiError):
 
     http_status = 404
     code = "unknown_order"
+
+
+class UnsafeResubmit(ApiError):
+    """A resubmit while an attempt is open or unknown: it may have charged (CONTRACT.md §10).
+
+    `details` names each such attempt: `supplier`, `upstream_order_id`, `outcome`.
+    """
+
+    http_status = 409
+    code = "unsafe_resubmit"
+
+
+class OrderNotFinal(ApiError):
+    """A re-notify for an order that is not final yet: the shop is told only of final orders (§10)."""
+
+    http_status = 409
+    code = "order_not_final"
+
+
+class NoNotifyUrl(ApiError):
+    """A re-notify for an order placed without a notify_url: there is nowhere to send it (§10)."""
+
+    http_status = 409
+    code = "no_notify_url"

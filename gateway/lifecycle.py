@@ -97,6 +97,7 @@ def start_attempt(
         reason=Reason.AWAITING_SUPPLIER,
         updated_at=now,
         message=None,
+        held_at=None,
     )
 
 
@@ -215,6 +216,92 @@ def exhaust(
     return _finish(
         order, attempts=order.attempts, status=OrderStatus.FAILED, reason=reason, message=message, now=now
     )
+
+
+def hold(order: Order, *, now: float, expected_attempts: int | None = None) -> Order | None:
+    """No offer is left to try and the operator asked to hold such orders (压单): it stays processing.
+
+    Same preconditions as `exhaust`; the shop is told nothing until the order is final.
+    """
+    if not certainly_uncharged(order):
+        return None
+    if expected_attempts is not None and len(order.attempts) != expected_attempts:
+        return None
+    if order.reason is Reason.HELD:
+        return None
+    return replace(order, reason=Reason.HELD, held_at=now, updated_at=now)
+
+
+def held_until(order: Order, hold_for_seconds: float) -> float | None:
+    """When a held order fails if nobody acts; None for an order that is not held."""
+    if order.status.final or order.reason is not Reason.HELD:
+        return None
+    return (order.held_at if order.held_at is not None else order.updated_at) + hold_for_seconds
+
+
+def end_hold(order: Order, *, now: float, hold_for_seconds: float, expected_attempts: int) -> Order | None:
+    """A held order whose `hold_for` has passed fails as `exhaust` decides; None if it is not due.
+
+    Checked on the order given: one an operator resubmitted (or held again) since is left alone.
+    """
+    until = held_until(order, hold_for_seconds)
+    if until is None or now < until:
+        return None
+    return exhaust(order, now=now, expected_attempts=expected_attempts)
+
+
+class ResubmitRefused(StrEnum):
+    """Why `resubmit` started nothing."""
+
+    FINAL = "final"  # the order is final: final states never change
+    UNSAFE = "unsafe"  # an attempt is open or unknown: it may have charged
+    STALE = "stale"  # another worker started an attempt since the caller looked
+
+
+def resubmit_refusal(order: Order, *, expected_attempts: int | None = None) -> ResubmitRefused | None:
+    """Why an operator's resubmit may not start an attempt on `order` now; None when it may."""
+    if order.status.final:
+        return ResubmitRefused.FINAL
+    if not certainly_uncharged(order):
+        return ResubmitRefused.UNSAFE
+    if expected_attempts is not None and len(order.attempts) != expected_attempts:
+        return ResubmitRefused.STALE
+    return None
+
+
+def resubmit(
+    order: Order,
+    *,
+    supplier: str,
+    sku: str,
+    cost_cents: int,
+    upstream_order_id: str,
+    now: float,
+    expected_attempts: int,
+    note: str,
+) -> Order | None:
+    """An operator starts a new attempt (补单): only while every attempt certainly charged nothing.
+
+    None when one may not start (see `resubmit_refusal`). Not bounded by `orders.max_attempts`:
+    an operator asked for it. The operator's note is kept as an incident, as for `resolve`.
+    """
+    if resubmit_refusal(order, expected_attempts=expected_attempts) is not None:
+        return None
+    started = start_attempt(
+        order,
+        supplier=supplier,
+        sku=sku,
+        cost_cents=cost_cents,
+        upstream_order_id=upstream_order_id,
+        now=now,
+        expected_attempts=expected_attempts,
+    )
+    if started is None:
+        return None
+    incident = Incident(
+        at=now, kind="resubmitted_by_operator", detail=note, upstream_order_id=upstream_order_id
+    )
+    return replace(started, incidents=_with_incident(started.incidents, incident))
 
 
 def resolve(order: Order, *, status: OrderStatus, note: str, now: float) -> Order:

@@ -27,6 +27,7 @@ from gateway.changes import OrderChanges
 from gateway.clock import Clock
 from gateway.config.model import NotifyConfig
 from gateway.destinations import Address, DestinationRefused, NotificationSessions, allowed_addresses
+from gateway.errors import NoNotifyUrl, OrderNotFinal, OrderNotFound
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.order import Delivery, Notification, Order
@@ -38,6 +39,7 @@ POLL_SECONDS: Final = 1.0
 BATCH: Final = 200
 LEASE_MARGIN_SECONDS: Final = 5.0
 MAX_RESPONSE_BYTES: Final = 64 * 1024
+MAX_HISTORY: Final = 100  # POSTs kept per order: notify.max_attempts at most, plus operators' re-notifies
 
 
 class Notifier:
@@ -110,6 +112,34 @@ class Notifier:
         for order in await self._store.due_notifications(self._clock.now(), limit=BATCH):
             started += self._start(order.uid)
         return started
+
+    async def renotify(self, uid: str) -> Order:
+        """An operator asks for the shop's notification again, now: even if it was delivered or given up.
+
+        Made due at once in the store (any instance's poll may send it, under the usual lease), and
+        started here. One more POST: it is recorded in the history like any other, and a failure is
+        retried only while `notify.max_attempts` is not yet reached. Raises `OrderNotFinal` or
+        `NoNotifyUrl` (409), `OrderNotFound` when the order is gone.
+        """
+        now = self._clock.now()
+
+        def due_now(order: Order) -> Order:
+            if not order.status.final:
+                raise OrderNotFinal(
+                    f"order is {order.status.value}; a shop is notified only of a final order"
+                )
+            if order.request.notify_url is None:
+                raise NoNotifyUrl("the order was placed without a notify_url: there is nowhere to send it")
+            note = order.notification or Notification(due_at=None)
+            return replace(order, notification=replace(note, due_at=now, gave_up=False))
+
+        saved = await self._changes.update(uid, due_now)
+        if saved is None:
+            raise OrderNotFound("no such order")
+        log.info("notification_requested_by_operator", order_uid=uid)
+        if not self._start(uid):
+            self._wakeup.set()  # a POST of it is under way here: the next poll sends it again
+        return saved
 
     def _start(self, uid: str) -> bool:
         """Start delivering `uid` unless this process already is; the lease keeps other instances off."""
@@ -207,7 +237,8 @@ class Notifier:
     def _record(self, order: Order, delivery: Delivery) -> Order:
         note = order.notification or Notification(due_at=None)
         attempts = note.attempts + 1
-        history = (*note.history, delivery)[-self._config.max_attempts :]
+        # Bounded, yet beyond max_attempts: an operator's re-notify adds POSTs to a full history.
+        history = (*note.history, delivery)[-MAX_HISTORY:]
         now = self._clock.now()
         if delivery.status is not None and 200 <= delivery.status < 300:
             updated = replace(note, due_at=None, attempts=attempts, delivered_at=now, history=history)

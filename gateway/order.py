@@ -32,6 +32,9 @@ class Reason(StrEnum):
     AWAITING_SUPPLIER = "awaiting_supplier"
     OUTCOME_UNKNOWN = "outcome_unknown"
     MANUAL_REVIEW = "manual_review"
+    # Every offer was used up and nothing was charged: kept for an operator (压单) until
+    # `orders.hold_for` passes, then failed (CONTRACT.md §10).
+    HELD = "held"
     ACCOUNT_INVALID = "account_invalid"
     SUPPLIER_FAILED = "supplier_failed"
     NO_SUPPLIER_AVAILABLE = "no_supplier_available"
@@ -134,6 +137,8 @@ class Order:
     # When the reconciler should next look at this processing order (see schedule.py); stores index
     # it and hand due orders out under a claim. None once final.
     check_at: float | None = None
+    # When the order was last held (reason `held`): it fails `orders.hold_for` after. None otherwise.
+    held_at: float | None = None
     version: int = 0  # bumped on every save; stores refuse a save from a stale version
 
     @property
@@ -222,6 +227,7 @@ def to_document(order: Order) -> dict[str, Any]:
         ],
         "notification": _notification_document(order.notification),
         "check_at": order.check_at,
+        "held_at": order.held_at,
         "account_info": order.account_info.as_json() if order.account_info is not None else None,
     }
 
@@ -310,4 +316,5 @@ def from_document(doc: Mapping[str, Any]) -> Order:
         account_info=AccountInfo.from_json(info) if (info := doc.get("account_info")) is not None else None,
         # Written before checks were scheduled: due now, so the next sweep looks and reschedules it.
         check_at=doc.get("check_at", 0.0 if doc["status"] == OrderStatus.PROCESSING.value else None),
+        held_at=doc.get("held_at"),
     )

@@ -17,19 +17,31 @@ from adapters.interface import Charge, HttpRequest, Outcome, SupplierReply, Verd
 from gateway.catalog import Catalog
 from gateway.changes import ChangeListener, OrderChanges
 from gateway.clock import Clock
-from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig
-from gateway.errors import NoSupplierAvailable, OrderAlreadyFinal, OrderNotFound
+from gateway.config.model import OfferConfig, OrdersConfig, ProductConfig, WhenExhausted
+from gateway.errors import (
+    InvalidRequest,
+    NoSupplierAvailable,
+    OrderAlreadyFinal,
+    OrderNotFound,
+    UnsafeResubmit,
+)
 from gateway.identifiers import new_order_uid
 from gateway.lifecycle import (
     FINAL_OUTCOMES,
+    OPEN_OUTCOMES,
     Next,
+    ResubmitRefused,
     Source,
     Transition,
     UnknownAttempt,
     apply_reply,
     certainly_uncharged,
+    end_hold,
     exhaust,
+    hold,
     resolve,
+    resubmit,
+    resubmit_refusal,
     start_attempt,
     submit_lost,
 )
@@ -225,29 +237,40 @@ class OrderService:
         return True
 
     def _spawn_route(
-        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None = None
+        self,
+        uid: str,
+        product: ProductConfig,
+        admitted: tuple[OfferConfig, Permit] | None = None,
+        *,
+        only: bool = False,
     ) -> None:
         self._routing.add(uid)
-        self._spawn(self._route(uid, product, admitted))
+        self._spawn(self._route(uid, product, admitted, only=only))
 
     async def _route(
-        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None = None
+        self,
+        uid: str,
+        product: ProductConfig,
+        admitted: tuple[OfferConfig, Permit] | None = None,
+        *,
+        only: bool = False,
     ) -> None:
         """Try offers until one accepts, ends the order, or leaves the outcome unknown (then wait).
 
         `admitted` is an offer whose attempt is already saved as the order's last: send it first.
+        `only`: that offer is the only one to try (an operator chose it); no other follows it.
         """
         try:
-            await self._route_offers(uid, product, admitted)
+            await self._route_offers(uid, product, admitted, only=only)
         finally:
             self._routing.discard(uid)
 
     async def _route_offers(
-        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None
+        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None, *, only: bool
     ) -> None:
         while True:
             if admitted is None:
-                begun = await self._next_offer(uid, product)
+                begun = await self._next_offer(uid, product, only=only)
                 if begun is None:
                     return
                 offer, permit, order = begun
@@ -268,22 +291,28 @@ class OrderService:
                 return
             admitted = None
 
-    async def _next_offer(self, uid: str, product: ProductConfig) -> tuple[OfferConfig, Permit, Order] | None:
-        """Admit the next offer and record its attempt durably; None when there is nothing to send."""
+    async def _next_offer(
+        self, uid: str, product: ProductConfig, *, only: bool = False
+    ) -> tuple[OfferConfig, Permit, Order] | None:
+        """Admit the next offer and record its attempt durably; None when there is nothing to send.
+
+        `only`: no further offer may be tried (the last was an operator's choice): the order ends
+        or is held. A held order waits for an operator: nothing is routed for it here.
+        """
         order = await self._current(uid)
         # Only a certain "nothing charged" lets a new attempt start (checked again when it is saved).
-        if order is None or not certainly_uncharged(order):
+        if order is None or not certainly_uncharged(order) or order.reason is Reason.HELD:
             return None
         seen = len(order.attempts)
         tried = {a.supplier for a in order.attempts}
         plan = (
             self._router.plan(product, tried, province=order.province)
-            if seen < self._config.max_attempts
+            if seen < self._config.max_attempts and not only
             else []
         )
         admitted = await self._admit(plan, order.request.quantity)
         if admitted is None:
-            await self.transition(uid, _step(partial(self._exhausted, expected_attempts=seen), Next.FINISHED))
+            await self.transition(uid, partial(self._used_up, expected_attempts=seen))
             return None
         offer, permit = admitted
         # Durable before the request leaves: a crash from here on is reconciled, never resent.
@@ -441,6 +470,150 @@ class OrderService:
     def _exhausted(self, order: Order, expected_attempts: int | None = None) -> Order | None:
         return exhaust(order, now=self._clock.now(), expected_attempts=expected_attempts)
 
+    def _used_up(self, order: Order, expected_attempts: int) -> Transition:
+        """Every offer is used up: the order fails, or is held for an operator (`orders.when_exhausted`)."""
+        now = self._clock.now()
+        match self._config.when_exhausted:
+            case WhenExhausted.FAIL:
+                failed = exhaust(order, now=now, expected_attempts=expected_attempts)
+                return (
+                    Transition(order, Next.UNCHANGED) if failed is None else Transition(failed, Next.FINISHED)
+                )
+            case WhenExhausted.HOLD:
+                held = hold(order, now=now, expected_attempts=expected_attempts)
+                if held is None:
+                    return Transition(order, Next.UNCHANGED)
+                log.warning("order_held", order_uid=order.uid, shop=order.shop, order_id=order.order_id)
+                return Transition(held, Next.AWAIT_RESULT)
+            case _:
+                assert_never(self._config.when_exhausted)
+
+    async def end_hold(self, order: Order) -> bool:
+        """Fail a held order whose `orders.hold_for` has passed (the reconciler calls it when due).
+
+        Judged on the latest stored order: one an operator resubmitted since is left alone.
+        """
+        change = partial(
+            end_hold,
+            now=self._clock.now(),
+            hold_for_seconds=self._config.hold_for,
+            expected_attempts=len(order.attempts),
+        )
+        transition = await self.transition(order.uid, _step(change, Next.FINISHED))
+        if transition is None or transition.next is not Next.FINISHED:
+            return False
+        log.warning("order_hold_ended", order_uid=order.uid, shop=order.shop, order_id=order.order_id)
+        return True
+
+    async def resubmit(
+        self, shop: str, order_id: str, *, supplier: str | None, note: str | None, operator: str
+    ) -> Order:
+        """An operator starts a new attempt (补单), only while every attempt certainly charged nothing.
+
+        The attempt is started by a transition that checks that again on the stored order, with the
+        count of attempts seen here: a second operator, router or instance cannot add another. It
+        is then sent and routed on like any attempt; `supplier` makes its offer the only one tried.
+        Raises `OrderNotFound`, `OrderAlreadyFinal`, `UnsafeResubmit`, `InvalidRequest` (a supplier
+        without an offer for the product) or `NoSupplierAvailable` (nothing admitted now).
+        """
+        order = await self._store.get_order(shop, order_id)
+        if order is None:
+            raise OrderNotFound(f"no order {order_id!r} for shop {shop!r}")
+        product = self._catalog.products.get(order.request.product)
+        plan: list[OfferConfig]
+        if supplier is not None:
+            plan = [o for o in product.offers if o.supplier == supplier] if product is not None else []
+            if not plan:
+                raise InvalidRequest(
+                    "the request is invalid",
+                    details=[
+                        {"field": "supplier", "message": f"{supplier!r} offers no {order.request.product!r}"}
+                    ],
+                )
+        elif product is not None:
+            # Every offer again, in routing order: the ones tried before may have recovered.
+            plan = self._router.plan(product, set(), province=order.province)
+        else:
+            plan = []
+        order = await self._current(order.uid) or order
+        self._refuse_resubmit(order, resubmit_refusal(order))
+        seen = len(order.attempts)
+        admitted = await self._admit(plan, order.request.quantity)
+        if admitted is None or product is None:
+            if admitted is not None:
+                await self._suppliers[admitted[0].supplier].abandon(admitted[1])
+            raise NoSupplierAvailable(
+                "no offer for this order's product takes orders now; the order is unchanged",
+                headers={"Retry-After": str(self.retry_after(plan))},
+            )
+        offer, permit = admitted
+        now = self._clock.now()
+        refused: ResubmitRefused | None = None
+
+        def start(current: Order) -> Transition:
+            nonlocal refused
+            refused = resubmit_refusal(current, expected_attempts=seen)
+            started = resubmit(
+                current,
+                supplier=offer.supplier,
+                sku=offer.sku,
+                cost_cents=offer.cost * current.request.quantity,
+                upstream_order_id=upstream_order_id(current.uid, len(current.attempts) + 1),
+                now=now,
+                expected_attempts=seen,
+                note=f"{operator}: {note}" if note else operator,
+            )
+            return (
+                Transition(current, Next.UNCHANGED)
+                if started is None
+                else Transition(started, Next.AWAIT_RESULT)
+            )
+
+        try:
+            transition = await self.transition(order.uid, start)
+        except BaseException:
+            await self._suppliers[offer.supplier].abandon(permit)
+            raise
+        if transition is None or transition.next is not Next.AWAIT_RESULT:
+            await self._suppliers[offer.supplier].abandon(permit)
+            if transition is None:
+                raise OrderNotFound(f"no order {order_id!r} for shop {shop!r}")
+            self._refuse_resubmit(transition.order, refused or ResubmitRefused.STALE)
+            raise AssertionError("unreachable")  # pragma: no cover
+        log.warning(
+            "order_resubmitted_by_operator",
+            order_uid=order.uid,
+            operator=operator,
+            supplier=offer.supplier,
+            attempt=seen + 1,
+        )
+        self._spawn_route(order.uid, product, (offer, permit), only=supplier is not None)
+        return transition.order
+
+    @staticmethod
+    def _refuse_resubmit(order: Order, refused: ResubmitRefused | None) -> None:
+        match refused:
+            case None:
+                return
+            case ResubmitRefused.FINAL:
+                raise OrderAlreadyFinal(f"order is already {order.status.value}; a final state never changes")
+            case ResubmitRefused.UNSAFE | ResubmitRefused.STALE:
+                open_attempts = [a for a in order.attempts if a.outcome in OPEN_OUTCOMES]
+                raise UnsafeResubmit(
+                    "an attempt of this order may have charged (open or unknown, or one just started):"
+                    " a new attempt could charge twice",
+                    details=[
+                        {
+                            "supplier": a.supplier,
+                            "upstream_order_id": a.upstream_order_id,
+                            "outcome": a.outcome.value,
+                        }
+                        for a in open_attempts
+                    ],
+                )
+            case _:
+                assert_never(refused)
+
     # -- state -----------------------------------------------------------------------------
 
     async def _current(self, uid: str) -> Order | None:
@@ -517,6 +690,8 @@ class OrderService:
             product = self._catalog.products.get(order.request.product)
             if not exclusive or product is None:
                 continue
+            if order.reason is Reason.HELD:
+                continue  # waits for an operator, or for the reconciler at the hold's end
             if certainly_uncharged(order):
                 resumed += self.resume(order.uid, product)
             else:

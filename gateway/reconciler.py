@@ -6,8 +6,9 @@ whose instance died comes due for another. For each claimed order: past `manual_
 goes to manual review; waiting between attempts with nobody routing it (its router died) it is
 routed on; a submit whose end nobody saw is marked lost; an attempt whose outcome is unknown, or
 accepted and older than `reconcile_after`, is queried; one whose callback claimed a failure is
-queried at once, to confirm it. Queries are batched where the protocol allows. What the answers
-mean is decided in `lifecycle.py`, through the order service, as for callbacks.
+queried at once, to confirm it; a held order is left to operators until `hold_for` has passed,
+then failed. Queries are batched where the protocol allows. What the answers mean is decided in
+`lifecycle.py`, through the order service, as for callbacks.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SweepReport:
     settled: int
     manual_review: int
     rerouted: int = 0
+    hold_ended: int = 0
 
 
 class Reconciler:
@@ -90,8 +92,15 @@ class Reconciler:
         until = now + self._schedule.lease_seconds
         claimed = await self._store.claim_checks(now, until=until, limit=SWEEP_LIMIT)
         due: dict[str, list[Attempt]] = defaultdict(list)
-        reviews = rerouted = 0
+        reviews = rerouted = hold_ended = 0
         for order in claimed:
+            if order.reason is Reason.HELD:
+                # Held for an operator: nothing is asked or routed; at the hold's end it fails.
+                if await self._orders.end_hold(order):
+                    hold_ended += 1
+                else:
+                    await self._reschedule(order)
+                continue
             acted = False
             if (
                 now - order.created_at >= self._config.manual_review_after
@@ -136,11 +145,18 @@ class Reconciler:
         )
         queried = sum(asked for asked, _ in results)
         settled = sum(answered for _, answered in results)
-        if queried or reviews or rerouted:
+        if queried or reviews or rerouted or hold_ended:
             log.info(
-                "reconcile_swept", queried=queried, settled=settled, manual_review=reviews, rerouted=rerouted
+                "reconcile_swept",
+                queried=queried,
+                settled=settled,
+                manual_review=reviews,
+                rerouted=rerouted,
+                hold_ended=hold_ended,
             )
-        return SweepReport(queried=queried, settled=settled, manual_review=reviews, rerouted=rerouted)
+        return SweepReport(
+            queried=queried, settled=settled, manual_review=reviews, rerouted=rerouted, hold_ended=hold_ended
+        )
 
     def confirm(self, supplier: str, upstream_order_id: str) -> None:
         """Query one attempt now, in the background: a callback claimed it failed.

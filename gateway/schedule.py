@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from adapters.interface import Outcome
 from gateway.config.model import OrdersConfig
-from gateway.lifecycle import certainly_uncharged
+from gateway.lifecycle import certainly_uncharged, held_until
 from gateway.order import Order, Reason
 
 
@@ -41,6 +41,10 @@ class CheckSchedule:
         if order.status.final:
             return None
         config = self._config
+        until = held_until(order, config.hold_for)
+        if until is not None:
+            # Held for an operator: nothing to ask or route until the hold ends, and it then fails.
+            return until
         due: list[float] = []
         if order.reason is not Reason.MANUAL_REVIEW:
             due.append(order.created_at + config.manual_review_after)

@@ -44,6 +44,13 @@ class Routing(StrEnum):
     CHEAPEST = "cheapest"
 
 
+class WhenExhausted(StrEnum):
+    """What happens to an order whose offers are all used up, nothing charged (CONTRACT.md §10)."""
+
+    FAIL = "fail"
+    HOLD = "hold"
+
+
 class CarrierCheck(StrEnum):
     PREFIX = "prefix"
     OFF = "off"
@@ -82,6 +89,12 @@ class OrdersConfig:
     reconcile_every: PositiveSeconds = 30.0
     not_found_grace: Seconds = 60.0
     manual_review_after: PositiveSeconds = 86400.0
+    when_exhausted: Annotated[
+        WhenExhausted, Doc("fail, or hold for an operator (reason held) when every offer is used up")
+    ] = WhenExhausted.FAIL
+    hold_for: Annotated[
+        float, Duration(), Range(0, exclusive_minimum=True), Doc("How long an order stays held, then fails")
+    ] = 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,27 +8,22 @@ another port. A screenshot of the final page is left in the test's tmp dir.
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.e2e.browser import chromium, wait_until
 from tests.e2e.harness import Gateway, SupplierSpec
 from tests.e2e.test_websocket import token_for
-from tests.tools import need
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PAGE = "follow-order.html"
-WITHIN = 15.0  # seconds the browser gets for each step, Chromium's start-up included
 
 
 @pytest.fixture
@@ -44,31 +39,8 @@ async def site() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WebDriver]:
-    need("chromium", "chromedriver")
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager, should anything call it: no downloads
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(shutil.which("chromium"))
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=900,900",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(argument)
-    service = Service(executable_path=str(shutil.which("chromedriver")))
-    driver = await asyncio.to_thread(webdriver.Chrome, service=service, options=options)
-    try:
+    async with chromium(tmp_path, monkeypatch) as driver:
         yield driver
-    finally:
-        await asyncio.to_thread(driver.quit)
-
-
-async def wait_until(driver: WebDriver, condition: Callable[[WebDriver], bool], what: str) -> None:
-    """Wait (in a thread: Selenium blocks, and the gateway runs on this loop) until `condition` holds."""
-    wait = WebDriverWait(driver, WITHIN, poll_frequency=0.05)
-    await asyncio.to_thread(wait.until, condition, f"the page never showed {what}")
 
 
 def page_url(site: str, gateway: str, token: str) -> str:
