@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 import pytest
 from aiohttp import ClientSession
 
@@ -271,3 +272,32 @@ async def test_every_instance_reports_the_stores_count_of_open_orders(
     finally:
         for cleanup in reversed(cleanups):
             await cleanup()
+
+
+async def test_an_order_held_on_one_instance_is_resubmitted_from_the_other(
+    gateway: Gateway, redis_url: str
+) -> None:
+    """Hold and resubmit (CONTRACT §10) on a shared store: every offer refused through the first
+    instance, the order waits held; the operator enables a supplier and resubmits on the second."""
+    hold = {"when_exhausted": "hold", "hold_for": "10m"}
+    suppliers = {"bad": SupplierSpec(knobs={"refuse_rate": 1.0}), "good": SupplierSpec()}
+    first = await gateway(suppliers, store=redis_url, orders=hold)
+    await Admin(first).switch("good", on=False)  # held for every instance: the order meets only "bad"
+    status, placed = await first.shop.place(order_id="HELD-1", wait_seconds=3)
+    assert (status, placed["status"], placed["reason"]) == (201, "processing", "held")
+
+    second = await gateway(suppliers, store=redis_url, orders=hold)
+    await Admin(second).switch("good", on=True)
+    status, resubmitted = await Admin(second).call(
+        "POST",
+        "/admin/orders/demo/HELD-1/resubmit",
+        orjson.dumps({"supplier": "good", "note": "channel back"}),
+    )
+    assert status == 202, resubmitted
+    done = await first.shop.wait_for("HELD-1", lambda o: o["status"] != "processing")
+    assert done["status"] == "succeeded"
+    attempts = [(a["supplier"], a["outcome"]) for a in done["attempts"]]
+    assert attempts[-1] == ("good", "succeeded")
+    assert {supplier for supplier, _ in attempts[:-1]} == {"bad"}
+    assert all(outcome in ("failed", "not_executed") for _, outcome in attempts[:-1])
+    assert len(second.simulators["good"].ledger) + len(first.simulators["good"].ledger) == 1
