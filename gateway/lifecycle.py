@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Final, assert_never
 
 from adapters.interface import Outcome, SupplierReply, Verdict
-from gateway.order import Attempt, Incident, Notification, Order, OrderStatus, Reason
+from gateway.order import MAX_ATTEMPTS_PER_ORDER, Attempt, Incident, Notification, Order, OrderStatus, Reason
 
 FINAL_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL, Outcome.FAILED, Outcome.NOT_EXECUTED})
 DELIVERED = frozenset({Outcome.SUCCEEDED, Outcome.PARTIAL})
@@ -256,6 +256,7 @@ class ResubmitRefused(StrEnum):
     FINAL = "final"  # the order is final: final states never change
     UNSAFE = "unsafe"  # an attempt is open or unknown: it may have charged
     STALE = "stale"  # another worker started an attempt since the caller looked
+    EXHAUSTED = "exhausted"  # the order used every attempt number an upstream order id can carry
 
 
 def resubmit_refusal(order: Order, *, expected_attempts: int | None = None) -> ResubmitRefused | None:
@@ -266,6 +267,9 @@ def resubmit_refusal(order: Order, *, expected_attempts: int | None = None) -> R
         return ResubmitRefused.UNSAFE
     if expected_attempts is not None and len(order.attempts) != expected_attempts:
         return ResubmitRefused.STALE
+    if len(order.attempts) >= MAX_ATTEMPTS_PER_ORDER:
+        # A 100th attempt's id would not name its order: its callbacks and answers would be lost.
+        return ResubmitRefused.EXHAUSTED
     return None
 
 

@@ -168,6 +168,9 @@ class Order:
         return self.last_attempt
 
 
+MAX_ATTEMPTS_PER_ORDER = 99  # the two digits an upstream order id keeps for its attempt number
+
+
 def upstream_order_id(order_uid: str, attempt_number: int) -> str:
     """`<order uid><2-digit attempt>` (protocols/README.md)."""
     return f"{order_uid}{attempt_number:02d}"

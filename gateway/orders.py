@@ -611,6 +611,11 @@ class OrderService:
                         for a in open_attempts
                     ],
                 )
+            case ResubmitRefused.EXHAUSTED:
+                raise UnsafeResubmit(
+                    f"the order has had {len(order.attempts)} attempts, as many as upstream order ids can"
+                    " number: settle it with resolve"
+                )
             case _:
                 assert_never(refused)
 

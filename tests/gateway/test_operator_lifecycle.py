@@ -25,7 +25,7 @@ from gateway.lifecycle import (
     resubmit_refusal,
     start_attempt,
 )
-from gateway.order import Order, OrderRequest, OrderStatus, Reason
+from gateway.order import MAX_ATTEMPTS_PER_ORDER, Order, OrderRequest, OrderStatus, Reason
 from gateway.schedule import CheckSchedule
 from tests.gateway.test_lifecycle_properties import MAY_CHARGE, SUPPLIERS, T0, LifecycleMachine, ModelAttempt
 
@@ -130,3 +130,24 @@ def test_resubmit_is_refused_on_a_final_order_and_on_a_stale_view() -> None:
     ended = end_hold(failed, now=T0 + HOLD_FOR, hold_for_seconds=HOLD_FOR, expected_attempts=1)
     assert ended is not None
     assert resubmit_refusal(ended) is ResubmitRefused.FINAL
+
+
+def test_resubmit_stops_at_the_last_attempt_number_an_upstream_id_can_carry() -> None:
+    """Upstream ids number attempts in two digits: a 100th attempt's id would not name its order."""
+    one = _failed_attempt(_order())
+    order = replace(one, attempts=one.attempts * MAX_ATTEMPTS_PER_ORDER)
+    assert len(order.attempts) == MAX_ATTEMPTS_PER_ORDER
+    assert resubmit_refusal(order) is ResubmitRefused.EXHAUSTED
+    assert (
+        resubmit(
+            order,
+            supplier="a",
+            sku="1",
+            cost_cents=1,
+            upstream_order_id="G01HELD100",
+            now=T0,
+            expected_attempts=MAX_ATTEMPTS_PER_ORDER,
+            note="again",
+        )
+        is None
+    )
