@@ -18,32 +18,11 @@ from gateway.store.reservations import AccountClaim, AccountEntry
 from tests.e2e.harness import SECRET, SHOP, Deployment, Gateway, SupplierSpec
 from tests.e2e.test_admin_orders import Admin
 from tests.e2e.test_shop_api import error_of
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.store.test_contract import store_url
 
 ACCOUNT: Final = "13800138000"
 OTHER: Final = "13900139000"
-STORES: Final = [
-    "memory",
-    "sqlite",
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("redis-cluster", marks=pytest.mark.redis),
-]
-
-
-@pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    match request.param:
-        case "memory":
-            return "memory://"
-        case "sqlite":
-            return f"sqlite:///{tmp_path / 'gateway.db'}"
-        case "redis":
-            server: RedisServer = request.getfixturevalue("redis_server")
-            return server.url
-        case "redis-cluster":
-            cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-            return cluster.url
-    raise AssertionError(request.param)
+__all__ = ["store_url"]  # the store contract suite's fixture: every backend, by name
 
 
 def shops(**guards: Any) -> dict[str, Any]:
