@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.auth import request_signature
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.model import GatewayConfig
+from gateway.eventloop import ENVIRONMENT_VARIABLE, EventLoop, chosen_loop, loop_factory
 from gateway.logs import configure_logging, get_logger
 from gateway.store import redact_url
 
@@ -77,6 +78,7 @@ async def serve(config: GatewayConfig, config_path: Path) -> None:
             listen=config.server.listen,
             admin=config.admin.listen,
             store=redact_url(config.store),
+            event_loop=type(loop).__module__.partition(".")[0],  # uvloop or asyncio
         )
         await stop.wait()
     finally:
@@ -89,9 +91,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    try:
+        factory = loop_factory(chosen_loop(args.event_loop, os.environ))
+    except (ValueError, ImportError) as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return 2
     configure_logging(config.log)
     try:
-        asyncio.run(serve(config, Path(args.config)))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(config, Path(args.config)))
     except OSError as exc:  # a listener's port taken, a store path not writable, ...
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -170,7 +178,13 @@ def parser() -> argparse.ArgumentParser:
         )
         return p
 
-    with_config(sub.add_parser("run", help="run the gateway")).set_defaults(func=cmd_run)
+    run = with_config(sub.add_parser("run", help="run the gateway"))
+    run.add_argument(
+        "--event-loop",
+        choices=[e.value for e in EventLoop],
+        help=f"the event loop (default: ${ENVIRONMENT_VARIABLE}, else uvloop)",
+    )
+    run.set_defaults(func=cmd_run)
     with_config(
         sub.add_parser("check-config", help="validate gateway.yaml and list every problem")
     ).set_defaults(func=cmd_check_config)

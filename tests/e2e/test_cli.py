@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from asyncio.subprocess import PIPE
@@ -121,3 +122,63 @@ async def test_run_with_its_port_taken_fails_with_a_clear_error(tmp_path: Path) 
     assert process.returncode == 1
     assert "cannot start" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+def _runnable_config(tmp_path: Path) -> Path:
+    """The demo on free ports, with a store of its own and no simulated suppliers in the process."""
+    doc = yaml.safe_load((ROOT / "gateway.yaml").read_text())
+    doc["server"]["listen"] = "127.0.0.1:0"
+    doc["admin"]["listen"] = "127.0.0.1:0"
+    doc["store"] = f"sqlite:///{tmp_path}/gateway.db"
+    doc["log"] = {"level": "info", "format": "json"}
+    doc["suppliers"] = {
+        name: {k: v for k, v in supplier.items() if k != "simulate"}
+        for name, supplier in doc["suppliers"].items()
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "expected"),
+    [
+        ([], {}, "uvloop"),
+        (["--event-loop", "asyncio"], {}, "asyncio"),
+        ([], {"GATEWAY_EVENT_LOOP": "asyncio"}, "asyncio"),
+        (["--event-loop", "uvloop"], {"GATEWAY_EVENT_LOOP": "asyncio"}, "uvloop"),
+    ],
+)
+async def test_run_serves_on_uvloop_unless_told_otherwise(
+    tmp_path: Path, args: list[str], environ: dict[str, str], expected: str
+) -> None:
+    path = _runnable_config(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "-c", str(path), *args,
+        stdout=PIPE, stderr=PIPE, env={**os.environ, **environ},
+    )  # fmt: skip
+    assert process.stderr is not None  # the logs
+    try:
+        async with asyncio.timeout(30):
+            while line := await process.stderr.readline():
+                if b"gateway_listening" in line:
+                    break
+        assert orjson.loads(line)["event_loop"] == expected
+    finally:
+        process.terminate()
+        async with asyncio.timeout(30):
+            await process.communicate()
+    assert process.returncode == 0
+
+
+async def test_an_unknown_event_loop_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    path = _runnable_config(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "-c", str(path),
+        stdout=PIPE, stderr=PIPE, env={**os.environ, "GATEWAY_EVENT_LOOP": "tokio"},
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    assert "unknown event loop 'tokio'; choose one of uvloop, asyncio" in err.decode()
+    assert not (tmp_path / "gateway.db").exists()
