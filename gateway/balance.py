@@ -21,7 +21,17 @@ class SupplierBalance:
     accepted and later failed stays held until the next read, which shows the refund.
     """
 
-    __slots__ = ("_answered", "_holds", "_listener", "_tokens", "cents", "checked_at", "stale", "wanted")
+    __slots__ = (
+        "_answered",
+        "_held",
+        "_holds",
+        "_listener",
+        "_tokens",
+        "cents",
+        "checked_at",
+        "stale",
+        "wanted",
+    )
 
     def __init__(self) -> None:
         self.cents: int | None = None  # last read; None until the first
@@ -29,6 +39,9 @@ class SupplierBalance:
         self.stale = False  # the last poll could not read the balance
         self.wanted = False  # a re-poll was asked for (a "balance insufficient" refusal)
         self._holds: dict[int, int] = {}
+        # The sum of `_holds`, kept as they change: every admit asks, and thousands of submits may
+        # be held between two reads.
+        self._held = 0
         self._answered: set[int] = set()
         self._tokens = itertools.count(1)
         self._listener: Callable[[], None] | None = None
@@ -38,7 +51,7 @@ class SupplierBalance:
         """The last read less what submits since then may have spent; None while never read."""
         if self.cents is None:
             return None
-        return self.cents - sum(self._holds.values())
+        return self.cents - self._held
 
     def covers(self, cents: int) -> bool:
         """Whether `cents` may be spent: always while the balance was never read."""
@@ -52,6 +65,7 @@ class SupplierBalance:
         """Count `cents` as spent from now on; the token goes to `answered` or `release`."""
         token = next(self._tokens)
         self._holds[token] = cents
+        self._held += cents
         return token
 
     def answered(self, token: int) -> None:
@@ -61,7 +75,7 @@ class SupplierBalance:
 
     def release(self, token: int) -> None:
         """The submit holding `token` certainly charged nothing."""
-        self._holds.pop(token, None)
+        self._held -= self._holds.pop(token, 0)
         self._answered.discard(token)
 
     def begin_read(self) -> frozenset[int]:

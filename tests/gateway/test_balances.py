@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.interface import SupplierReply, Verdict
 from gateway.balance import SupplierBalance
@@ -65,6 +67,49 @@ def test_holds_count_until_released_or_reflected_by_a_read() -> None:
     assert balance.available_cents == 6_000  # the still open submit stays held
     balance.release(open_)
     assert (balance.available_cents, balance.checked_at) == (7_000, 2.0)
+
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("hold"), st.integers(0, 10_000)),
+        st.tuples(st.sampled_from(["answered", "release"]), st.integers(0, 40)),
+        st.tuples(st.just("read"), st.integers(-1_000, 1_000_000)),
+    ),
+    max_size=60,
+)
+
+
+@given(_STEPS)
+def test_available_is_the_read_less_every_live_hold_after_any_sequence(
+    steps: list[tuple[str, int]],
+) -> None:
+    balance = SupplierBalance()
+    live: dict[int, int] = {}  # token -> cents, kept the slow way
+    answered: set[int] = set()
+    tokens: list[int] = []
+    for step, value in steps:
+        match step:
+            case "hold":
+                token = balance.hold(value)
+                tokens.append(token)
+                live[token] = value
+            case "answered" if tokens:
+                token = tokens[value % len(tokens)]
+                balance.answered(token)
+                if token in live:
+                    answered.add(token)
+            case "release" if tokens:
+                token = tokens[value % len(tokens)]
+                balance.release(token)
+                live.pop(token, None)
+                answered.discard(token)
+            case "read":
+                balance.read(value, at=0.0, reflected=balance.begin_read())
+                for token in answered:
+                    live.pop(token, None)
+                answered.clear()
+        expected = None if balance.cents is None else balance.cents - sum(live.values())
+        assert balance.available_cents == expected
 
 
 def test_a_re_poll_request_wakes_the_listener() -> None:
