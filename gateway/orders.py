@@ -51,7 +51,7 @@ from gateway.mobile import AccountInfo
 from gateway.order import Order, OrderRequest, OrderStatus, Reason, order_uid_of, upstream_order_id
 from gateway.routing import Router
 from gateway.store import Store
-from gateway.suppliers import Permit, Supplier
+from gateway.suppliers import Permit, Refusal, Supplier
 from gateway.upstream import Upstream
 
 log = get_logger(__name__)
@@ -194,8 +194,24 @@ class OrderService:
         return DEFAULT_RETRY_AFTER_SECONDS if soonest == float("inf") else max(1, math.ceil(soonest))
 
     async def _admit(self, plan: Sequence[OfferConfig], quantity: int) -> tuple[OfferConfig, Permit] | None:
-        """The first offer of `plan` whose supplier lets a request through now and can pay for it."""
+        """The first offer of `plan` whose supplier lets a request through now and can pay for it.
+
+        An offer that would take it only after a wait for a rate-limit slot comes after every offer
+        that takes it at once: under a load above the best offer's limit, orders go on to the next
+        offers instead of queueing for the best one while the others idle. Only when none can take
+        it now does the order wait (up to `max_wait`) for a slot, at the first offer that has one.
+        """
+        later: list[OfferConfig] = []
         for offer in plan:
+            supplier = self._suppliers[offer.supplier]
+            permit = await supplier.admit(cost_cents=offer.cost * quantity, wait=False)
+            if isinstance(permit, Permit):
+                return offer, permit
+            if permit is Refusal.RATE_LIMITED and supplier.config.rate_limit.max_wait > 0:
+                later.append(offer)
+            else:
+                log.debug("supplier_skipped", supplier=supplier.name, why=permit.value)
+        for offer in later:
             supplier = self._suppliers[offer.supplier]
             permit = await supplier.admit(cost_cents=offer.cost * quantity)
             if isinstance(permit, Permit):

@@ -144,8 +144,13 @@ class Supplier:
         """An operator's switch, applied here; `switches.Switchboard` keeps and shares it first."""
         self.disabled = disabled
 
-    async def admit(self, *, for_query: bool = False, cost_cents: int | None = None) -> Permit | Refusal:
+    async def admit(
+        self, *, for_query: bool = False, cost_cents: int | None = None, wait: bool = True
+    ) -> Permit | Refusal:
         """Let one request through the gate, waiting at most `max_wait` for a rate-limit slot.
+
+        `wait=False` asks whether a slot is free right now: `RATE_LIMITED` then means "not without
+        waiting", which is not counted as a rejection (routing asks every offer that way first).
 
         A submit costing `cost_cents` is refused (`BALANCE_LOW`, like a saturated supplier) when the
         known balance less open submits cannot cover it above `balance.reserve`; once admitted its
@@ -174,7 +179,9 @@ class Supplier:
         self.inflight += 1
         self.admissions += 1
         try:
-            waited = await self.limiter.acquire(max_wait=self._query_wait if for_query else None)
+            waited = await self.limiter.acquire(
+                max_wait=0.0 if not wait else self._query_wait if for_query else None
+            )
         except StoreError:
             self.inflight -= 1
             self._give_back(probe)
@@ -182,7 +189,8 @@ class Supplier:
             return Refusal.LIMIT_UNKNOWN
         if waited is None:
             self.inflight -= 1
-            self.metrics.rate_limited["rejected"].inc()
+            if wait or self.config.rate_limit.max_wait <= 0:  # without max_wait, "now" was its only chance
+                self.metrics.rate_limited["rejected"].inc()
             self._give_back(probe)
             return Refusal.RATE_LIMITED
         if waited:

@@ -16,6 +16,7 @@ from aiohttp.test_utils import unused_port
 from gateway.app import admin_address
 from gateway.breaker import CircuitState
 from tests.e2e.harness import SEND_JITTER_SECONDS, Deployment, Gateway, SupplierSpec, after_balance_reads
+from tests.e2e.test_contract_metrics import of
 from tests.e2e.test_operations import scrape
 
 FAST_BREAKER = {
@@ -161,6 +162,50 @@ async def test_a_saturated_supplier_is_skipped(gateway: Gateway) -> None:
     served = sorted(suppliers_of(order)[0] for _, order in results)
     assert served == ["narrow", "wide", "wide"]
     assert all(len(order["attempts"]) == 1 for _, order in results)
+
+
+async def test_an_offer_free_now_comes_before_waiting_for_a_better_one(gateway: Gateway) -> None:
+    # "best" is the first offer but has no slot free now (its burst of one is spent); it would have
+    # one within max_wait. "next" has room: orders go there at once instead of queueing for "best".
+    limit = {"rate": 1, "per": "2s", "burst": 0, "max_wait": "5s"}
+    d = await gateway(
+        {
+            "best": SupplierSpec(extra={"rate_limit": limit, "balance": {"check_every": "1h"}}),
+            "next": SupplierSpec(extra={"max_concurrency": 2}),
+        }
+    )
+    await after_balance_reads(d, advance=2)
+    _, first = await d.shop.place(order_id="P-1", wait_seconds=5)
+    assert suppliers_of(first) == ["best"]  # its slot was free
+    results = await asyncio.gather(*(d.shop.place(order_id=f"P-{i}", wait_seconds=5) for i in (2, 3)))
+    assert [suppliers_of(order) for _, order in results] == [["next"], ["next"]]
+    m = await scrape(d)
+    assert of(m, "gateway_supplier_rate_limited_total", supplier="best", result="waited") == 0
+    assert of(m, "gateway_supplier_rate_limited_total", supplier="best", result="rejected") == 0
+
+
+async def test_when_no_offer_is_free_now_the_order_waits_for_the_first_slot(gateway: Gateway) -> None:
+    limit = {"rate": 1, "per": "1s", "burst": 0, "max_wait": "3s"}
+    d = await gateway(
+        {
+            "best": SupplierSpec(extra={"rate_limit": limit, "balance": {"check_every": "1h"}}),
+            "busy": SupplierSpec(knobs={"latency": 1.0}, extra={"max_concurrency": 1}),
+        }
+    )
+    await after_balance_reads(d, advance=1)
+    _, first = await d.shop.place(order_id="W-1", wait_seconds=5)
+    assert suppliers_of(first) == ["best"]
+    # "busy" is saturated by a slow order; "best" has a slot a second from now: the order waits for it.
+    slow = asyncio.ensure_future(d.shop.place(order_id="W-2", wait_seconds=5))
+    for _ in range(200):
+        if d.runtime.suppliers["busy"].inflight or slow.done():
+            break
+        await asyncio.sleep(0.01)
+    _, waited = await d.shop.place(order_id="W-3", wait_seconds=5)
+    assert suppliers_of(waited) == ["best"]
+    assert suppliers_of((await slow)[1]) == ["busy"]
+    m = await scrape(d)
+    assert of(m, "gateway_supplier_rate_limited_total", supplier="best", result="waited") == 1
 
 
 async def test_reconciliation_queries_take_rate_limit_slots_too(gateway: Gateway) -> None:
