@@ -48,7 +48,9 @@ async def place_order(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     content_type = request.headers.get("Content-Type")
     body = await read_body(request)
-    shop = await runtime.auth.authenticate("POST", _path_qs(request), request.headers, body)
+    # The nonce's record joins the order's own write (one sync on SQLite): awaited before any answer
+    # that says what was done with the request.
+    shop, nonce = await runtime.auth.authenticate_pending("POST", _path_qs(request), request.headers, body)
     request[SHOP] = shop
     if content_type is not None and "json" not in content_type.lower():
         raise UnsupportedMediaType("send the order as application/json")
@@ -58,6 +60,7 @@ async def place_order(request: web.Request) -> web.Response:
     # a breaker probe or a wait for the rate limit.
     existing = await runtime.store.get_order(shop, intake.request.order_id)
     if existing is not None:
+        await nonce.recorded()
         return _replayed(existing, intake.request)
     # Then the shop guards (CONTRACT.md §7), in this order: blocked, duplicate, limits. The last two
     # reserve the order's place in its account's record, settled below whatever `place` did; an
@@ -80,6 +83,7 @@ async def place_order(request: web.Request) -> web.Response:
             raise
         order, created = raced, False
     await guard.settle(reservation, order)
+    await nonce.recorded()
     if not created:
         return _replayed(order, intake.request)
     order = await runtime.orders.wait_final(order, intake.wait_seconds)

@@ -18,6 +18,7 @@ from gateway.config.model import RateLimitConfig
 from gateway.errors import StoreUnavailable, Unauthenticated
 from gateway.shoprate import ShopRates
 from gateway.store import Store, StoreError
+from gateway.store.interface import PendingNonce
 
 WINDOW_SECONDS: Final = 300.0
 # Explicit ASCII classes: `\d` and `\w` would also take full-width and other Unicode digits and letters.
@@ -71,6 +72,36 @@ class ShopAuthenticator:
     async def authenticate(self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes) -> str:
         """The shop id, or `Unauthenticated`; `RateLimited` over the shop's rate; `StoreUnavailable` if
         the nonce cannot be recorded."""
+        shop, nonce, expires_at, now = await self._verified(method, path_qs, headers, body)
+        try:
+            claimed = await self._store.claim_nonce(shop, nonce, expires_at, now)
+        except StoreError as exc:
+            raise StoreUnavailable("the request cannot be recorded now; send it again later") from exc
+        if not claimed:
+            raise Unauthenticated("nonce")
+        return shop
+
+    async def authenticate_pending(
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[str, NonceRecord]:
+        """`authenticate` whose nonce record may share the commit of the request's own write.
+
+        The nonce is claimed (a replay is refused) before this returns; the caller awaits the
+        returned record before it answers for anything the request did.
+        """
+        shop, nonce, expires_at, now = await self._verified(method, path_qs, headers, body)
+        try:
+            pending = await self._store.claim_nonce_pending(shop, nonce, expires_at, now)
+        except StoreError as exc:
+            raise StoreUnavailable("the request cannot be recorded now; send it again later") from exc
+        if pending is None:
+            raise Unauthenticated("nonce")
+        return shop, NonceRecord(pending)
+
+    async def _verified(
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[str, str, float, float]:
+        """(shop, nonce, how long to remember it, now) of a request whose signature and rate hold."""
         shop = headers.get("X-Shop-Id", "")
         timestamp = headers.get("X-Timestamp", "")
         nonce = headers.get("X-Nonce", "")
@@ -100,10 +131,20 @@ class ShopAuthenticator:
             await self._rates.admit(shop)
         # Remembered for as long as this timestamp stays acceptable; claimed only after the
         # signature holds, so nobody can burn another shop's nonces.
+        return shop, nonce, max(now, sent_at) + self._window, now
+
+
+class NonceRecord:
+    """A request's nonce, claimed; `recorded` returns once the claim is durable."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self, pending: PendingNonce) -> None:
+        self._pending = pending
+
+    async def recorded(self) -> None:
+        """`StoreUnavailable` if the claim could not be recorded: the request may be sent again."""
         try:
-            claimed = await self._store.claim_nonce(shop, nonce, max(now, sent_at) + self._window, now)
+            await self._pending.recorded()
         except StoreError as exc:
             raise StoreUnavailable("the request cannot be recorded now; send it again later") from exc
-        if not claimed:
-            raise Unauthenticated("nonce")
-        return shop

@@ -6,7 +6,7 @@ Backends (memory, SQLite, Redis) implement this; nothing above the store knows w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from gateway.order import Order, OrderStatus, Reason
 from gateway.store.blocks import AccountBlock
@@ -23,6 +23,26 @@ class StaleOrder(StoreError):
     def __init__(self, uid: str, expected: int, found: int) -> None:
         super().__init__(f"order {uid}: saved from version {expected}, store has {found}")
         self.uid = uid
+
+
+class PendingNonce(Protocol):
+    """A nonce claimed and decided, whose record may still be on its way to the disk."""
+
+    async def recorded(self) -> None:
+        """Return once the claim is durable; `StoreError` if it could not be recorded."""
+        ...
+
+
+class RecordedNonce:
+    """A pending claim that was durable from the start (a backend that records every claim at once)."""
+
+    __slots__ = ()
+
+    async def recorded(self) -> None:
+        return None
+
+
+RECORDED: Final = RecordedNonce()
 
 
 class Store(Protocol):
@@ -108,6 +128,18 @@ class Store(Protocol):
         True, as far as the backend keeps anything: a restarted gateway on the same store refuses the
         nonce until `expires_at` (a request is acted on only after its claim returned). Claims past
         their expiry are forgotten, so the record stays about one window of requests long.
+        """
+        ...
+
+    async def claim_nonce_pending(
+        self, shop: str, nonce: str, expires_at: float, now: float
+    ) -> PendingNonce | None:
+        """`claim_nonce` whose record may share the commit of the write that follows it.
+
+        None if the nonce is remembered beyond `now`. Otherwise the claim is decided (atomic as for
+        `claim_nonce`), and durable once `recorded()` returns: a request may be prepared meanwhile,
+        but nothing it did may be answered for until then. A backend that commits in groups holds
+        the record back for the next write (an order's creation), so the two share one sync.
         """
         ...
 

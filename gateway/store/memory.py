@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from gateway.order import Order, OrderStatus, Reason, order_uid_of
 from gateway.store.blocks import AccountBlock, listed
-from gateway.store.interface import StaleOrder, StoreError
+from gateway.store.interface import RECORDED, PendingNonce, StaleOrder, StoreError
 from gateway.store.nonces import NonceBook
 from gateway.store.reservations import AccountBook, AccountClaim, AccountEntry, AccountVerdict, Release
 
@@ -172,6 +172,12 @@ class MemoryStore:
     async def claim_nonce(self, shop: str, nonce: str, expires_at: float, now: float) -> bool:
         self._check_open()
         return self._nonces.claim(shop, nonce, expires_at, now)
+
+    async def claim_nonce_pending(
+        self, shop: str, nonce: str, expires_at: float, now: float
+    ) -> PendingNonce | None:
+        # Every claim here is recorded as it is decided: there is nothing to wait for.
+        return RECORDED if await self.claim_nonce(shop, nonce, expires_at, now) else None
 
     async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
         self._check_open()

@@ -27,7 +27,7 @@ from redis.typing import EncodableT
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
 from gateway.store import redis_keys as keys
 from gateway.store.blocks import AccountBlock, block_document, block_from, listed
-from gateway.store.interface import StaleOrder, StoreError
+from gateway.store.interface import RECORDED, PendingNonce, StaleOrder, StoreError
 from gateway.store.redis_endpoint import Client, RedisEndpoint
 from gateway.store.reservations import (
     AccountClaim,
@@ -324,6 +324,12 @@ class RedisStore:
                 keys=[keys.nonce_key(shop, nonce)], args=[repr(expires_at), repr(now), token, keep_ms]
             )
         return bool(claimed)
+
+    async def claim_nonce_pending(
+        self, shop: str, nonce: str, expires_at: float, now: float
+    ) -> PendingNonce | None:
+        # Every claim here is recorded as it is decided: there is nothing to wait for.
+        return RECORDED if await self.claim_nonce(shop, nonce, expires_at, now) else None
 
     async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
         """One script on the record's key (`redis_accounts.lua`): read, judged and written at once."""

@@ -10,6 +10,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -20,7 +21,7 @@ import orjson
 
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
 from gateway.store.blocks import AccountBlock, listed
-from gateway.store.interface import StaleOrder, StoreError
+from gateway.store.interface import PendingNonce, StaleOrder, StoreError
 from gateway.store.nonces import NonceBook
 from gateway.store.reservations import (
     AccountClaim,
@@ -39,6 +40,9 @@ _T = TypeVar("_T")
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 # Caps one transaction, so a flood of writes is still answered in steady slices.
 MAX_BATCH: Final = 512
+# How long a lazy write (a nonce's row) waits for a commit to join before it is committed alone:
+# far longer than a request takes from its nonce to its order, and only a refused request waits it.
+LAZY_HOLD_SECONDS: Final = 0.05
 # Expired nonces deleted with each claim: above one, so a backlog (after a quiet spell) drains.
 NONCE_PURGE_BATCH: Final = 8
 # Expired account entries of any account deleted with each reserve or release, for the same reason.
@@ -66,6 +70,46 @@ class _Job:
     work: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     writes: bool
+    # A write that does not start a commit of its own: it waits (at most LAZY_HOLD_SECONDS) to join
+    # the next one. A nonce's record waits so for the order its request creates, sharing its fsync.
+    lazy: bool = False
+
+
+class _PendingClaim:
+    """A nonce the book took, whose row joins the next commit; `recorded` asks for one if none came."""
+
+    __slots__ = ("_expires_at", "_future", "_nonce", "_shop", "_store")
+
+    def __init__(
+        self, store: SqliteStore, shop: str, nonce: str, expires_at: float, future: asyncio.Future[bool]
+    ) -> None:
+        self._store = store
+        self._shop = shop
+        self._nonce = nonce
+        self._expires_at = expires_at
+        self._future = future
+
+    async def recorded(self) -> None:
+        try:
+            if not self._future.done():
+                await self._store._submit(_commit_held, writes=True)
+            # False would mean the table already held the nonce live (a file shared with another
+            # process): recorded either way, and the book, loaded from the table, decided.
+            await asyncio.shield(self._future)
+        except StoreError:
+            self._store._nonces.release(self._shop, self._nonce, self._expires_at)
+            raise
+
+
+def _commit_held(db: sqlite3.Connection) -> None:
+    """No work of its own: a write job, so the records held back are committed with it."""
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A held record whose request never asked for it (a refused request): its failure is the
+    # next claim's concern, not an unhandled exception to log.
+    if not future.cancelled():
+        future.exception()
 
 
 class SqliteStore:
@@ -77,6 +121,7 @@ class SqliteStore:
     __slots__ = (
         "_closed",
         "_committed_batches",
+        "_lazy_hold",
         "_loop",
         "_nonces",
         "_path",
@@ -85,9 +130,12 @@ class SqliteStore:
         "_stopped",
     )
 
-    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, path: Path, loop: asyncio.AbstractEventLoop, lazy_hold_seconds: float = LAZY_HOLD_SECONDS
+    ) -> None:
         """Prepare what the loop and the store's thread share; `open` starts the thread."""
         self._path = path
+        self._lazy_hold = lazy_hold_seconds
         self._loop = loop
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._ready: asyncio.Future[None] = loop.create_future()
@@ -99,9 +147,12 @@ class SqliteStore:
         self._committed_batches = 0
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
-        """Open (creating if needed) the database at `path`; `StoreError` if it cannot be used."""
-        store = cls(path, asyncio.get_running_loop())
+    async def open(cls, path: Path, *, lazy_hold_seconds: float = LAZY_HOLD_SECONDS) -> SqliteStore:
+        """Open (creating if needed) the database at `path`; `StoreError` if it cannot be used.
+
+        `lazy_hold_seconds`: how long a nonce's row may wait for a commit to join (tests stretch it).
+        """
+        store = cls(path, asyncio.get_running_loop(), lazy_hold_seconds)
         # A daemon, so a process that never closes the store can still exit; WAL keeps every commit.
         threading.Thread(target=store._serve, name=f"sqlite-store {path.name}", daemon=True).start()
         try:
@@ -110,6 +161,10 @@ class SqliteStore:
             store._closed = True
             store._queue.put(None)
             raise
+        # The book then knows every claim the table does, so it alone can decide a claim whose row
+        # is written later (claim_nonce_pending). The table holds about one window of requests.
+        for shop, nonce, expires_at in await store._submit(_nonce_rows, writes=False):
+            store._nonces.claim(shop, nonce, expires_at, now=0.0)
         return store
 
     @property
@@ -213,6 +268,24 @@ class SqliteStore:
                 self._nonces.release(shop, nonce, expires_at)
         return claimed
 
+    async def claim_nonce_pending(
+        self, shop: str, nonce: str, expires_at: float, now: float
+    ) -> PendingNonce | None:
+        """The book decides at once; the row waits to join the commit of the write that follows.
+
+        The book holds every live claim of the table (loaded at open), so its answer is the table's.
+        """
+        if self._closed:
+            raise StoreError(f"SQLite store {self._path} is closed")
+        if not self._nonces.claim(shop, nonce, expires_at, now):
+            return None
+        future: asyncio.Future[bool] = self._loop.create_future()
+        future.add_done_callback(_retrieve)
+        self._queue.put(
+            _Job(lambda db: _claim_nonce(db, shop, nonce, expires_at, now), future, writes=True, lazy=True)
+        )
+        return _PendingClaim(self, shop, nonce, expires_at, future)
+
     async def reserve_account(self, claim: AccountClaim) -> AccountVerdict:
         """One job on the store's thread: the record is read, judged and written in one transaction."""
         return await self._submit(lambda db: _reserve_account(db, claim), writes=True)
@@ -269,20 +342,42 @@ class SqliteStore:
             self._hand_back([(self._stopped, None, None)])
 
     def _run_until_stopped(self, db: sqlite3.Connection) -> None:
+        held: list[_Job] = []  # lazy writes waiting for a commit to join
+        held_until = 0.0
         while True:
             batch: list[_Job] = []
-            job = self._queue.get()
+            expired = False
+            try:
+                job = self._queue.get(timeout=max(0.0, held_until - time.monotonic()) if held else None)
+            except queue.Empty:
+                job, expired = None, True
+            stopping = job is None and not expired
             while job is not None:
-                batch.append(job)
-                if len(batch) == MAX_BATCH:
+                if job.lazy:
+                    if not held:
+                        held_until = time.monotonic() + self._lazy_hold
+                    held.append(job)
+                else:
+                    batch.append(job)
+                if len(batch) + len(held) >= MAX_BATCH:
                     break
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                stopping = job is None
+            if held and (
+                expired
+                or stopping
+                or len(held) >= MAX_BATCH
+                or any(j.writes for j in batch)
+                or time.monotonic() >= held_until
+            ):
+                # Held records first: each went into the queue before anything its request wrote.
+                batch, held = held + batch, []
             if batch:
                 self._hand_back(self._run_batch(db, batch))
-            if job is None:
+            if stopping:
                 return
 
     def _run_batch(self, db: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
@@ -437,6 +532,10 @@ def _update_order(db: sqlite3.Connection, order: Order) -> Order:
     if row is None:
         raise StoreError(f"order {order.uid} was never created")
     raise StaleOrder(order.uid, order.version, row[0])
+
+
+def _nonce_rows(db: sqlite3.Connection) -> list[tuple[str, str, float]]:
+    return db.execute("SELECT shop, nonce, expires_at FROM nonces").fetchall()
 
 
 def _claim_nonce(db: sqlite3.Connection, shop: str, nonce: str, expires_at: float, now: float) -> bool:

@@ -371,6 +371,23 @@ async def test_an_expired_nonce_can_be_claimed_again(store: Store) -> None:
     assert not await store.claim_nonce("shop-a", "n1", expires_at=T0 + 900, now=T0 + 599)
 
 
+async def test_a_pending_claim_decides_at_once_and_is_recorded_when_asked(store: Store) -> None:
+    pending = await store.claim_nonce_pending("shop-a", "n1", expires_at=T0 + 300, now=T0)
+    assert pending is not None
+    assert await store.claim_nonce_pending("shop-a", "n1", expires_at=T0 + 400, now=T0 + 1) is None
+    assert not await store.claim_nonce("shop-a", "n1", expires_at=T0 + 400, now=T0 + 1)
+    await pending.recorded()
+    assert await store.claim_nonce_pending("shop-b", "n1", expires_at=T0 + 300, now=T0 + 1) is not None
+
+
+async def test_concurrent_pending_claims_of_one_nonce_admit_one(store: Store) -> None:
+    claims = await asyncio.gather(
+        *(store.claim_nonce_pending("shop-a", "n1", expires_at=T0 + 300, now=T0) for _ in range(10))
+    )
+
+    assert [c is None for c in claims].count(False) == 1
+
+
 async def test_concurrent_claims_of_one_nonce_admit_one(store: Store) -> None:
     claims = await asyncio.gather(
         *(store.claim_nonce("shop-a", "n1", expires_at=T0 + 300, now=T0) for _ in range(10))

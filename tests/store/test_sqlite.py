@@ -351,6 +351,87 @@ async def test_a_claim_that_could_not_be_recorded_is_refused_and_may_be_retried(
     assert not await store.claim_nonce("shop-a", "n1", T0 + 300, T0 + 2)
 
 
+async def test_a_pending_claim_and_the_order_after_it_share_one_commit(path: Path) -> None:
+    store = await SqliteStore.open(path, lazy_hold_seconds=600)  # no commit of its own, however slow
+    before = store.committed_batches
+
+    pending = await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0)
+    assert pending is not None
+    assert store.committed_batches == before  # held back: nothing asked for a commit yet
+    await store.get_order("shop-a", "SHOP-1")  # reads do not commit it either
+    await store.create_order(an_order("GW1"))
+    await pending.recorded()
+
+    assert store.committed_batches - before == 2  # the read's transaction, then nonce and order together
+    assert count_rows(path, "nonces") == 1
+    await store.close()
+
+
+async def test_a_pending_claim_nothing_follows_is_committed_when_asked(path: Path) -> None:
+    store = await SqliteStore.open(path, lazy_hold_seconds=600)
+    pending = await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0)
+    assert pending is not None
+
+    async with asyncio.timeout(5):
+        await pending.recorded()
+
+    assert count_rows(path, "nonces") == 1
+    assert await store.claim_nonce_pending("shop-a", "n1", T0 + 301, T0 + 1) is None
+    await store.close()
+
+
+async def test_a_pending_claim_nobody_asks_about_is_committed_alone(store: SqliteStore, path: Path) -> None:
+    assert await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0) is not None
+
+    for _ in range(200):
+        if count_rows(path, "nonces") == 1:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("a held nonce row was never committed")
+
+
+async def test_close_commits_what_is_held(path: Path) -> None:
+    store = await SqliteStore.open(path, lazy_hold_seconds=600)
+    assert await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0) is not None
+    await store.close()
+
+    assert count_rows(path, "nonces") == 1
+
+
+async def test_a_reopened_store_refuses_a_pending_claim_of_a_nonce_it_recorded(path: Path) -> None:
+    store = await SqliteStore.open(path)
+    pending = await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0)
+    assert pending is not None
+    await pending.recorded()
+    await store.close()
+
+    reopened = await SqliteStore.open(path)
+    try:
+        # Decided by the book alone, which the open filled from the table.
+        assert await reopened.claim_nonce_pending("shop-a", "n1", T0 + 301, T0 + 1) is None
+        assert await reopened.claim_nonce_pending("shop-a", "n2", T0 + 301, T0 + 1) is not None
+    finally:
+        await reopened.close()
+
+
+async def test_a_pending_claim_that_could_not_be_recorded_fails_and_may_be_retried(
+    store: SqliteStore, path: Path
+) -> None:
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("DROP TABLE nonces")
+    pending = await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0)
+    assert pending is not None
+
+    with pytest.raises(StoreError):
+        await pending.recorded()
+
+    connect(path).close()  # puts the table back
+    again = await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0 + 1)
+    assert again is not None
+    await again.recorded()
+
+
 async def test_a_file_from_before_the_check_schedule_has_its_open_orders_due_at_once(path: Path) -> None:
     """An earlier version's file has no check_at column: open orders must not drop off the schedule."""
     store = await SqliteStore.open(path)
