@@ -43,7 +43,7 @@ from gateway.store import Store, StoreError, open_store
 from gateway.store.redis import RedisStore
 from gateway.suppliers import Supplier, build_suppliers
 from gateway.switches import ProcessSwitches, SupplierDisabled, Switchboard, SwitchKind, SwitchState
-from gateway.upstream import Upstream, new_session
+from gateway.upstream import SupplierSessions, Upstream
 
 log = get_logger(__name__)
 ADMIN_RUNNER: Final = web.AppKey("admin_runner", web.AppRunner)
@@ -122,7 +122,7 @@ def _runtime_context(
 ) -> Context:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(config.store)
-        session = new_session()
+        sessions = SupplierSessions()
         # Apart from the supplier session: notifications connect only where shops may be reached.
         notify_sessions = NotificationSessions()
         try:
@@ -131,7 +131,7 @@ def _runtime_context(
             suppliers = build_suppliers(config, metrics, clock=clock, rng=rng, rate_state=rate_state)
             switches = await _switchboard(store, suppliers, clock)
             router = Router(suppliers, rng, clock)
-            upstream = Upstream(session)
+            upstream = Upstream(sessions)
             schedule = CheckSchedule(config.orders)
             changes = OrderChanges(store, schedule, exclusive=not isinstance(store, RedisStore))
             events = _event_hub(store, clock, rng)
@@ -223,7 +223,7 @@ def _runtime_context(
             await events.stop()
         finally:
             await notify_sessions.close()
-            await session.close()
+            await sessions.close()
             await store.close()
 
     return ctx

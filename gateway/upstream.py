@@ -1,4 +1,4 @@
-"""The only network I/O to suppliers: one shared `ClientSession`, per-supplier timeouts, outcome-safe errors.
+"""The only network I/O to suppliers: a session per supplier, per-supplier timeouts, outcome-safe errors.
 
 The line it draws: a request that certainly never left (connect refused, DNS, connect timeout)
 is `not_executed`; anything that may have reached the supplier (timeout or reset after sending,
@@ -27,6 +27,8 @@ from gateway.logs import get_logger
 from gateway.suppliers import Supplier
 
 MAX_REPLY_BYTES: Final = 1024 * 1024
+# Past a retired session's supplier timeout: every request on it has ended before it is closed.
+RETIRE_GRACE_SECONDS: Final = 5.0
 # Raised only before a connection carries any byte of the request (and never by a hidden retry,
 # which `_no_resend` rules out): with these, the supplier cannot have seen the request.
 NEVER_SENT: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)
@@ -58,11 +60,58 @@ class ReplyTooLarge(Exception):
     pass
 
 
+class SupplierSessions:
+    """One client session per supplier, its connection pool capped at the supplier's `max_concurrency`.
+
+    Admission already keeps a supplier's requests in flight within that cap; the pool follows it,
+    so a burst leaves no more idle connections behind than the supplier may take at once. A reload
+    that changes the cap gets a new session; the old one closes once every request on it has had
+    its whole timeout.
+    """
+
+    def __init__(self, retire_grace_seconds: float = RETIRE_GRACE_SECONDS) -> None:
+        self._grace = retire_grace_seconds
+        self._sessions: dict[str, tuple[int, aiohttp.ClientSession]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._retired: set[aiohttp.ClientSession] = set()
+
+    def of(self, supplier: Supplier) -> aiohttp.ClientSession:
+        limit = supplier.config.max_concurrency
+        held = self._sessions.get(supplier.name)
+        if held is not None and held[0] == limit:
+            return held[1]
+        if held is not None:
+            self._retire(held[1], after=supplier.config.timeout + self._grace)
+        session = new_session(limit)
+        self._sessions[supplier.name] = (limit, session)
+        return session
+
+    def _retire(self, session: aiohttp.ClientSession, after: float) -> None:
+        async def close_later() -> None:
+            await asyncio.sleep(after)
+            self._retired.discard(session)
+            await session.close()
+
+        self._retired.add(session)
+        task = asyncio.ensure_future(close_later())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        sessions = [session for _, session in self._sessions.values()] + list(self._retired)
+        self._sessions.clear()
+        self._retired.clear()
+        for session in sessions:
+            await session.close()
+
+
 class Upstream:
     """Sends adapter-built requests and hands replies back to the adapter to classify."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, sessions: SupplierSessions) -> None:
+        self._sessions = sessions
 
     async def submit(
         self, supplier: Supplier, upstream_order_id: str, request: HttpRequest
@@ -149,7 +198,7 @@ class Upstream:
     async def _send(self, supplier: Supplier, request: HttpRequest, wire: Wire) -> HttpReply:
         async with (
             asyncio.timeout(supplier.config.timeout),
-            self._session.request(
+            self._sessions.of(supplier).request(
                 request.method,
                 request.url,
                 headers=request.headers,
@@ -242,9 +291,11 @@ async def _no_resend(
         raise ConnectionLost(type(exc).__name__) from exc
 
 
-def new_session() -> aiohttp.ClientSession:
-    """The one client session for all suppliers: it never re-sends a request."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+def new_session(limit: int) -> aiohttp.ClientSession:
+    """A client session for one supplier, at most `limit` connections: it never re-sends a request."""
+    connector = aiohttp.TCPConnector(
+        limit=limit, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True
+    )
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_mark_written)
     return aiohttp.ClientSession(

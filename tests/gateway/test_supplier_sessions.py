@@ -1,0 +1,74 @@
+"""Each supplier's connection pool follows its max_concurrency, through reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from gateway.clock import ManualClock
+from gateway.config.loader import parse_config
+from gateway.metrics import Metrics
+from gateway.ratelimit import MemoryRateState
+from gateway.suppliers import Supplier, build_suppliers
+from gateway.upstream import SupplierSessions
+
+CONFIG = """
+suppliers:
+  wide:
+    protocol: fulu
+    base_url: "http://127.0.0.1:1"
+    credentials: {{app_key: k, app_secret: s}}
+    max_concurrency: {wide}
+    timeout: 100ms
+  narrow:
+    protocol: fulu
+    base_url: "http://127.0.0.1:1"
+    credentials: {{app_key: k, app_secret: s}}
+    max_concurrency: 3
+"""
+
+
+def suppliers(wide: int) -> dict[str, Supplier]:
+    return build_suppliers(
+        parse_config(CONFIG.format(wide=wide), {}),
+        Metrics(),
+        clock=ManualClock(),
+        rng=random.Random(1),
+        rate_state=MemoryRateState(),
+    )
+
+
+async def test_each_supplier_has_a_pool_the_size_of_its_max_concurrency() -> None:
+    sessions = SupplierSessions()
+    built = suppliers(wide=500)
+    try:
+        wide, narrow = sessions.of(built["wide"]), sessions.of(built["narrow"])
+        assert wide is not narrow
+        assert wide.connector is not None
+        assert wide.connector.limit == 500
+        assert narrow.connector is not None
+        assert narrow.connector.limit == 3
+        assert sessions.of(built["wide"]) is wide  # one per supplier, not one per request
+    finally:
+        await sessions.close()
+    assert wide.closed
+    assert narrow.closed
+
+
+async def test_a_reload_that_changes_the_cap_gets_a_new_pool_and_retires_the_old_one() -> None:
+    sessions = SupplierSessions(retire_grace_seconds=0.0)
+    try:
+        old = sessions.of(suppliers(wide=500)["wide"])
+        new = sessions.of(suppliers(wide=20)["wide"])
+        assert new is not old
+        assert new.connector is not None
+        assert new.connector.limit == 20
+        assert not old.closed  # requests under way on it finish first
+        for _ in range(200):  # closed once the supplier's timeout (and the grace) has passed
+            if old.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert old.closed
+    finally:
+        await sessions.close()
+    assert new.closed
