@@ -119,6 +119,7 @@ class SqliteStore:
     """
 
     __slots__ = (
+        "_blocks",
         "_closed",
         "_committed_batches",
         "_lazy_hold",
@@ -143,6 +144,9 @@ class SqliteStore:
         self._closed = False
         # The loop's fast path in front of the nonces table: see claim_nonce.
         self._nonces = NonceBook()
+        # The table of blocked accounts, as this process (its only writer) wrote it: account ->
+        # product glob -> block. Loaded at open; every order's check reads it without a trip.
+        self._blocks: dict[str, dict[str, AccountBlock]] = {}
         # Written only by the store's thread.
         self._committed_batches = 0
 
@@ -165,6 +169,8 @@ class SqliteStore:
         # is written later (claim_nonce_pending). The table holds about one window of requests.
         for shop, nonce, expires_at in await store._submit(_nonce_rows, writes=False):
             store._nonces.claim(shop, nonce, expires_at, now=0.0)
+        for block in await store._submit(_all_blocks, writes=False):
+            store._blocks.setdefault(block.account, {})[block.product] = block
         return store
 
     @property
@@ -302,12 +308,25 @@ class SqliteStore:
 
     async def block_account(self, block: AccountBlock) -> None:
         await self._submit(lambda db: _block_account(db, block), writes=True)
+        # As the table now holds it: what had expired by then went with the write.
+        kept = {
+            account: {p: b for p, b in held.items() if b.active(block.created_at)}
+            for account, held in self._blocks.items()
+        }
+        kept.setdefault(block.account, {})[block.product] = block
+        self._blocks = {account: held for account, held in kept.items() if held}
 
     async def unblock_account(self, account: str) -> Sequence[AccountBlock]:
-        return await self._submit(lambda db: _unblock_account(db, account), writes=True)
+        removed = await self._submit(lambda db: _unblock_account(db, account), writes=True)
+        self._blocks.pop(account, None)
+        return removed
 
     async def account_blocks(self, now: float, account: str | None = None) -> Sequence[AccountBlock]:
-        return await self._submit(lambda db: _account_blocks(db, now, account), writes=False)
+        """From the copy in memory: every order asks, and only this process writes the table."""
+        if self._closed:
+            raise StoreError(f"SQLite store {self._path} is closed")
+        held = self._blocks.values() if account is None else [self._blocks.get(account, {})]
+        return listed([b for blocks in held for b in blocks.values() if b.active(now)])
 
     async def ping(self) -> None:
         await self._submit(lambda db: db.execute("SELECT 1").fetchone(), writes=False)
@@ -672,19 +691,8 @@ def _unblock_account(db: sqlite3.Connection, account: str) -> list[AccountBlock]
     return listed([_block(row) for row in rows])
 
 
-def _account_blocks(db: sqlite3.Connection, now: float, account: str | None) -> list[AccountBlock]:
-    active = "(until IS NULL OR until > ?)"
-    if account is None:
-        rows = db.execute(
-            f"SELECT {_BLOCK_COLUMNS} FROM blocked_accounts WHERE {active}",  # noqa: S608 (constants)
-            (now,),
-        )
-    else:
-        rows = db.execute(
-            f"SELECT {_BLOCK_COLUMNS} FROM blocked_accounts WHERE account = ? AND {active}",  # noqa: S608
-            (account, now),
-        )
-    return listed([_block(row) for row in rows])
+def _all_blocks(db: sqlite3.Connection) -> list[AccountBlock]:
+    return [_block(row) for row in db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocked_accounts")]  # noqa: S608
 
 
 def _by_upstream_id(db: sqlite3.Connection, upstream_order_id: str) -> Order | None:

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.order import OrderStatus, Reason
 from gateway.store import StaleOrder, StoreError, open_store
+from gateway.store.blocks import AccountBlock
 from gateway.store.sqlite import NONCE_PURGE_BATCH, SqliteStore, connect, sqlite_path
 from tests.store.samples import T0, a_full_order, an_order
 
@@ -430,6 +431,26 @@ async def test_a_pending_claim_that_could_not_be_recorded_fails_and_may_be_retri
     again = await store.claim_nonce_pending("shop-a", "n1", T0 + 300, T0 + 1)
     assert again is not None
     await again.recorded()
+
+
+async def test_blocks_are_read_from_memory_and_survive_reopen(path: Path) -> None:
+    store = await SqliteStore.open(path)
+    await store.block_account(AccountBlock(account="13800138000", product="mobile.*", created_at=T0))
+    await store.block_account(AccountBlock(account="13900139000", until=T0 + 60, created_at=T0))
+    before = store.committed_batches
+    assert [b.product for b in await store.account_blocks(T0 + 1, "13800138000")] == ["mobile.*"]
+    assert store.committed_batches == before  # every order asks: no trip to the store's thread
+    await store.close()
+
+    reopened = await SqliteStore.open(path)
+    try:
+        assert [b.account for b in await reopened.account_blocks(T0 + 1)] == ["13800138000", "13900139000"]
+        assert [b.account for b in await reopened.account_blocks(T0 + 61)] == ["13800138000"]
+        await reopened.unblock_account("13800138000")
+        assert await reopened.account_blocks(T0 + 1, "13800138000") == []
+    finally:
+        await reopened.close()
+    assert count_rows(path, "blocked_accounts") == 1
 
 
 async def test_a_file_from_before_the_check_schedule_has_its_open_orders_due_at_once(path: Path) -> None:
