@@ -31,6 +31,9 @@ BODY_TIMEOUT: Final = web.AppKey("body_timeout_seconds", float)  # set to overri
 
 
 async def read_body(request: web.Request) -> bytes:
+    if request.content.is_eof():
+        # Already here whole (a small body comes with its headers): nothing to wait for, so no timer.
+        return await request.read()
     deadline = request.app.get(BODY_TIMEOUT, BODY_TIMEOUT_SECONDS)
     try:
         async with asyncio.timeout(deadline):
