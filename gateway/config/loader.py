@@ -1,35 +1,35 @@
-"""Reads `gateway.yaml` into the typed model: YAML, `${NAME}` expansion, conversion and every error at once.
+"""Reads `gateway.yaml` into the typed model: YAML, `${NAME}` expansion, validation and every error at once.
 
-Owns the error types and the key-path format. The rules themselves live in the model's markers
-(`model.py`, `constraints.py`) and in `checks.py`; nothing here is specific to one config class.
+Owns the error types, the key-path format and the operator wording of pydantic's errors. The rules
+themselves live in the model (`model.py`) and in `checks.py`; nothing here is specific to one section.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType, UnionType
-from typing import Any, Final, TypeVar, Union, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Annotated, Any, Final, TypeAlias, Union, cast, get_args, get_origin
 
+import annotated_types
 import yaml
+from pydantic import BaseModel, PlainSerializer, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from gateway.config.checks import Finding, KeyPath, check_config
-from gateway.config.constraints import Duration, MinItems, Money, Pattern, Range, split_markers
-from gateway.config.model import GatewayConfig
-from gateway.duration import DURATION_PATTERN, format_duration, parse_duration
-from gateway.money import InvalidMoney, format_money, parse_money
-from gateway.secret import Secret
+from gateway.config.model import DOCUMENT, RULES, GatewayConfig
+
+Loc: TypeAlias = tuple[Any, ...]
+"""A place as pydantic names it: map keys as the document has them, `"[key]"` for a key itself."""
 
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION: Final = re.compile(DURATION_PATTERN)
 _BARE_NUMBER: Final = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
 _REFERENCE: Final = re.compile(
     r"\$(?P<escape>\$\{)"
@@ -37,8 +37,33 @@ _REFERENCE: Final = re.compile(
     r"|(?P<malformed>\$\{)"
 )
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-_INVALID: Final = object()  # a value that failed conversion; its problems are already recorded
-_T = TypeVar("_T")
+# What a value is called in messages; lists reach validation as tuples. bool before int: it is one.
+_KINDS: Final = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (tuple | list, "a list"),
+    (dict, "a mapping"),
+)
+_CONTEXT: Final = {DOCUMENT: True}
+# The bounds the model uses, lower ones first, and how messages name them.
+_BOUNDS: Final = (
+    (annotated_types.Gt, "gt", "greater than"),
+    (annotated_types.Ge, "ge", "at least"),
+    (annotated_types.Le, "le", "at most"),
+)
+# What the simple type errors expected, in operator words.
+_EXPECTED: Final = {
+    "model_type": "a mapping",
+    "dict_type": "a mapping",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+}
+# Errors saying a key is not wanted at all: whatever its value holds was never looked at.
+_UNWANTED: Final = frozenset({"extra_forbidden", "invalid_key"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +109,29 @@ def parse_config(text: str, environ: Mapping[str, str], *, source: str = "gatewa
         data, findings = _read_yaml(text)
     except (yaml.YAMLError, ValueError) as error:  # ValueError: explicit tags such as `!!int x`
         raise ConfigError([Problem("", _yaml_error_message(error))], source=source) from None
-    converter = _Converter(environ)
-    config = converter.convert_root(data, GatewayConfig)
-    findings.extend(converter.findings)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        findings.append(((), f"expected a mapping of sections at the top level, got {_describe(data)}"))
+        raise ConfigError(_problems(findings), source=source)
+    unexpanded: list[tuple[Loc, str]] = []
+    document = cast(dict[Any, Any], _expanded(data, (), environ, unexpanded, frozenset()))  # still a dict
+    config: GatewayConfig | None
+    try:
+        config = GatewayConfig.model_validate(document, context=_CONTEXT)
+        errors: list[ErrorDetails] = []
+    except ValidationError as error:
+        config, errors = None, error.errors(include_url=False)
+    found = _merged(errors, unexpanded, document)
+    if found:
+        config = _valid_part(document, [loc for loc, _ in found])
+    findings.extend((_place(document, loc)[0], message) for loc, message in found)
     names = _declared_names(data)
-    if names is not None:
+    if config is not None and names is not None:
         supplier_names, product_names = names
         findings.extend(check_config(config, supplier_names=supplier_names, product_names=product_names))
-    if findings:
-        problems = [Problem(format_key_path(path), message) for path, message in findings]
-        raise ConfigError(problems, source=source)
+    if findings or config is None:
+        raise ConfigError(_problems(findings), source=source)
     return config
 
 
@@ -110,15 +148,48 @@ def format_key_path(path: KeyPath) -> str:
     return "".join(parts)
 
 
-def bounds_text(bounds: Range, render: Callable[[float], str]) -> str:
-    """`Range(1, 100)` -> "at least 1 and at most 100", with values shown through `render`."""
-    parts: list[str] = []
-    if bounds.minimum is not None:
-        word = "greater than" if bounds.exclusive_minimum else "at least"
-        parts.append(f"{word} {render(bounds.minimum)}")
-    if bounds.maximum is not None:
-        parts.append(f"at most {render(bounds.maximum)}")
-    return " and ".join(parts)
+def unwrap(hint: Any) -> tuple[Any, tuple[object, ...]]:
+    """`Annotated[int, Field(ge=1)] | None` -> `(int, (Ge(ge=1),))`: the type and the metadata around it."""
+    metadata: list[object] = []
+    while True:
+        if get_origin(hint) is Annotated:
+            hint, *extras = get_args(hint)
+            for extra in extras:
+                metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+        elif get_origin(hint) in (Union, UnionType):
+            hint = next(arm for arm in get_args(hint) if arm is not type(None))
+        else:
+            return hint, tuple(metadata)
+
+
+def bounds_text(metadata: Sequence[object]) -> str:
+    """`Field(gt=0, le=1)` -> "greater than 0 and at most 1", values shown as the file writes them."""
+    render = _renderer(metadata)
+    return " and ".join(
+        f"{words} {render(getattr(item, name))}"
+        for kind, name, words in _BOUNDS
+        for item in metadata
+        if isinstance(item, kind)
+    )
+
+
+def _declared(loc: Loc) -> tuple[Any, tuple[object, ...]]:
+    """What the model declares at `loc`: the type without Annotated and None, and the metadata met on
+    the way there (bounds, readers, writers). `(None, ())` for a key the model does not know."""
+    hint: Any = GatewayConfig
+    metadata: tuple[object, ...] = ()
+    for segment in loc:
+        base, _ = unwrap(hint)
+        if isinstance(base, type) and issubclass(base, BaseModel) and segment in base.model_fields:
+            hint, metadata = base.model_fields[segment].annotation, tuple(base.model_fields[segment].metadata)
+        elif get_origin(base) is Mapping:
+            hint, metadata = get_args(base)[0 if segment == "[key]" else 1], ()
+        elif get_origin(base) is tuple:
+            hint, metadata = get_args(base)[0], ()
+        else:
+            return None, ()
+    base, inner = unwrap(hint)
+    return base, metadata + inner
 
 
 class _YamlReader(yaml.SafeLoader):
@@ -184,13 +255,15 @@ def _yaml_error_message(error: yaml.YAMLError | ValueError) -> str:
     return f"invalid YAML: {str(error).splitlines()[0]}"
 
 
+def _problems(findings: list[Finding]) -> list[Problem]:
+    return [Problem(format_key_path(path), message) for path, message in findings]
+
+
 def _declared_names(data: object) -> tuple[set[str], set[str]] | None:
     """Supplier and product names as written, even those whose entries failed to convert.
 
     None when `suppliers` or `products` is not even a mapping: references cannot be judged then.
     """
-    if data is None:
-        return set(), set()
     if not isinstance(data, dict):
         return None
     sections = [data.get("suppliers"), data.get("products")]
@@ -200,289 +273,218 @@ def _declared_names(data: object) -> tuple[set[str], set[str]] | None:
     return suppliers, products
 
 
-class _Converter:
-    """Turns parsed YAML into model instances, led by the dataclasses' type hints and markers.
+def _expanded(
+    node: object,
+    loc: Loc,
+    environ: Mapping[str, str],
+    failures: list[tuple[Loc, str]],
+    active: frozenset[int],
+) -> object:
+    """The document with `${NAME}` expanded in every string value, and lists as the tuples the model takes.
 
-    Every problem is recorded and conversion goes on, so one run reports them all. A value with
-    any problem is `_INVALID` and so is whatever contains it, except that a map drops only the
-    failed entry: the checks then see only entries that are entirely valid.
+    A string whose references fail stays as written, its problems in `failures`.
     """
+    if isinstance(node, str):
+        text, problems = _expand(node, environ)
+        failures.extend((loc, problem) for problem in problems)
+        return node if problems else text
+    if id(node) in active:  # an alias pointing back into itself: left for validation to refuse
+        return node
+    active |= {id(node)}
+    if isinstance(node, dict):
+        return {key: _expanded(item, (*loc, key), environ, failures, active) for key, item in node.items()}
+    if isinstance(node, list):
+        return tuple(_expanded(item, (*loc, i), environ, failures, active) for i, item in enumerate(node))
+    return node
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        self._hints: dict[type, dict[str, Any]] = {}
-        self.findings: list[Finding] = []
 
-    def convert_root(self, data: object, cls: type[_T]) -> _T:
-        """Convert the whole document; failed fields fall back to their defaults.
+def _expand(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """`${NAME}` and `${NAME:-default}` from `environ`, `$${` for a literal `${`; and what went wrong."""
+    missing: list[str] = []
+    malformed = False
 
-        That fallback only lets the cross-section checks run on the rest; a caller that found
-        problems must not use the result.
-        """
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            self._problem((), f"expected a mapping of sections at the top level, got {_describe(data)}")
-            return cls()
-        return cls(**self._fields(data, cls, ()))
-
-    def convert(self, value: object, hint: Any, path: KeyPath) -> object:
-        base, markers = split_markers(hint)
-        if isinstance(value, str):
-            expanded = self._expand(value, path)
-            if expanded is None:
-                return _INVALID
-            value = expanded
-        return self._convert(value, base, markers, path)
-
-    def _convert(self, value: object, base: Any, markers: tuple[object, ...], path: KeyPath) -> object:
-        origin = get_origin(base)
-        if origin is Union or origin is UnionType:
-            return self._optional(value, base, markers, path)
-        if isinstance(base, type) and dataclasses.is_dataclass(base):
-            return self._dataclass(value, base, path)
-        if origin is Mapping:
-            key_hint, value_hint = get_args(base)
-            return self._mapping(value, key_hint, value_hint, path)
-        if origin is tuple:
-            item_hint, ellipsis = get_args(base)
-            if ellipsis is not Ellipsis:
-                raise TypeError(f"config tuples must be tuple[X, ...], got {base!r}")
-            return self._tuple(value, item_hint, markers, path)
-        converted = self._scalar(value, base, markers, path)
-        if converted is _INVALID:
-            return converted
-        return self._constrained(converted, markers, path)
-
-    def _optional(self, value: object, base: Any, markers: tuple[object, ...], path: KeyPath) -> object:
-        arms = [arm for arm in get_args(base) if arm is not type(None)]
-        if len(arms) != 1 or len(get_args(base)) != 2:
-            raise TypeError(f"config unions must be X | None, got {base!r}")
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal malformed
+        if match["escape"]:
+            return "${"
+        if match["malformed"]:
+            malformed = True
+            return ""
+        name, default = match["name"], match["default"]
+        value = environ.get(name)
+        if default is not None and not value:  # as in the shell: empty counts as unset for `:-`
+            return default
         if value is None:
-            return None
-        return self._convert(value, arms[0], markers, path)
+            missing.append(name)
+            return ""
+        return value
 
-    def _dataclass(self, value: object, cls: type, path: KeyPath) -> object:
-        if value is None:  # a section with every line commented out
-            value = {}
-        if not isinstance(value, dict):
-            self._problem(path, f"expected a mapping, got {_describe(value)}")
-            return _INVALID
-        before = len(self.findings)
-        fields = self._fields(value, cls, path)
-        if len(self.findings) != before:
-            return _INVALID
-        return cls(**fields)
-
-    def _fields(self, value: dict[Any, Any], cls: type, path: KeyPath) -> dict[str, object]:
-        """The converted fields present in `value`; unknown and missing keys are recorded."""
-        hints = self._type_hints(cls)
-        names = [field.name for field in dataclasses.fields(cls) if field.init]
-        converted: dict[str, object] = {}
-        for key, item in value.items():
-            if not isinstance(key, str) or key not in names:
-                self._problem((*path, str(key)), _unknown_key_message(key, names))
-                continue
-            result = self.convert(item, hints[key], (*path, key))
-            if result is not _INVALID:
-                converted[key] = result
-        for field in dataclasses.fields(cls):
-            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-            if field.init and required and field.name not in value:
-                self._problem((*path, field.name), "required key is missing")
-        return converted
-
-    def _mapping(self, value: object, key_hint: Any, value_hint: Any, path: KeyPath) -> object:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            self._problem(path, f"expected a mapping, got {_describe(value)}")
-            return _INVALID
-        _, key_markers = split_markers(key_hint)
-        entries: dict[str, object] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                self._problem(
-                    (*path, str(key)), f'keys must be strings, got {_describe(key)}; quote it: "{key}"'
-                )
-                continue
-            key_ok = True
-            for marker in key_markers:
-                if isinstance(marker, Pattern) and not re.fullmatch(marker.regex, key):
-                    self._problem((*path, key), f"invalid name: {marker.message}")
-                    key_ok = False
-            result = self.convert(item, value_hint, (*path, key))
-            if key_ok and result is not _INVALID:
-                entries[key] = result
-        return MappingProxyType(entries)
-
-    def _tuple(self, value: object, item_hint: Any, markers: tuple[object, ...], path: KeyPath) -> object:
-        if value is None:
-            value = []
-        if not isinstance(value, list):
-            hint = f'; write a list: ["{value}"]' if isinstance(value, str) else ""
-            self._problem(path, f"expected a list, got {_describe(value)}{hint}")
-            return _INVALID
-        before = len(self.findings)
-        items = tuple(self.convert(item, item_hint, (*path, index)) for index, item in enumerate(value))
-        for marker in markers:
-            if isinstance(marker, MinItems) and len(items) < marker.count:
-                self._problem(
-                    path, f"must have at least {marker.count} item{'' if marker.count == 1 else 's'}"
-                )
-        return _INVALID if len(self.findings) != before else items
-
-    def _scalar(self, value: object, base: Any, markers: tuple[object, ...], path: KeyPath) -> object:
-        if any(isinstance(marker, Duration) for marker in markers):
-            return self._duration(value, path)
-        if any(isinstance(marker, Money) for marker in markers):
-            return self._money(value, path)
-        if base is bool:
-            return value if isinstance(value, bool) else self._expected("true or false", value, path)
-        if base is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            return self._expected("an integer", value, path)
-        if base is float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return self._expected("a number", value, path)
-            if not math.isfinite(value):
-                return self._expected("a finite number", value, path)
-            return float(value)
-        if base is str:
-            return value if isinstance(value, str) else self._expected("a string", value, path, quote=True)
-        if base is Secret:
-            if isinstance(value, str):
-                return Secret(value)
-            # The type alone: the value may be the secret itself.
-            self._problem(path, f"expected a string, got {_kind(value)}; quote it")
-            return _INVALID
-        if isinstance(base, type) and issubclass(base, StrEnum):
-            if isinstance(value, str) and value in {member.value for member in base}:
-                return base(value)
-            valid = ", ".join(member.value for member in base)
-            self._problem(path, f"must be one of {valid}; got {_describe(value)}{_enum_hint(value, base)}")
-            return _INVALID
-        raise TypeError(f"unsupported config type {base!r} at {format_key_path(path)}")
-
-    def _duration(self, value: object, path: KeyPath) -> object:
-        if isinstance(value, str) and _DURATION.fullmatch(value):
-            return parse_duration(value)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number or (isinstance(value, str) and _BARE_NUMBER.fullmatch(value)):
-            self._problem(
-                path, f'a duration needs a unit (ms, s, m or h), e.g. "{value}s"; got {_describe(value)}'
-            )
-        else:
-            self._problem(path, f"must be a duration like 250ms, 2s, 5m or 24h; got {_describe(value)}")
-        return _INVALID
-
-    def _money(self, value: object, path: KeyPath) -> object:
-        if isinstance(value, str):
-            try:
-                return parse_money(value)
-            except InvalidMoney:
-                message = 'must be a decimal amount like "49.30": no sign, at most two decimals'
-                self._problem(path, f"{message}; got {_describe(value)}")
-                return _INVALID
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            # A YAML number is a float for "49.30": exact cents need the quoted string.
-            self._problem(
-                path, f'money must be a quoted decimal string, e.g. "{value}"; got {_describe(value)}'
-            )
-        else:
-            self._problem(path, f'expected a decimal string like "49.30", got {_describe(value)}')
-        return _INVALID
-
-    def _constrained(self, value: object, markers: tuple[object, ...], path: KeyPath) -> object:
-        render = _renderer(markers)
-        ok = True
-        for marker in markers:
-            if isinstance(marker, Range) and isinstance(value, int | float) and not _within(value, marker):
-                self._problem(path, f"must be {bounds_text(marker, render)}; got {render(value)}")
-                ok = False
-            elif (
-                isinstance(marker, Pattern)
-                and isinstance(value, str)
-                and not re.fullmatch(marker.regex, value)
-            ):
-                self._problem(path, f"{marker.message}; got {_describe(value)}")
-                ok = False
-        return value if ok else _INVALID
-
-    def _expand(self, text: str, path: KeyPath) -> str | None:
-        """`${NAME}` and `${NAME:-default}` from the injected environment, `$${` for a literal `${`."""
-        missing: list[str] = []
-        malformed = False
-
-        def substitute(match: re.Match[str]) -> str:
-            nonlocal malformed
-            if match["escape"]:
-                return "${"
-            if match["malformed"]:
-                malformed = True
-                return ""
-            name, default = match["name"], match["default"]
-            value = self._environ.get(name)
-            if default is not None and not value:  # as in the shell: empty counts as unset for `:-`
-                return default
-            if value is None:
-                missing.append(name)
-                return ""
-            return value
-
-        expanded = _REFERENCE.sub(substitute, text)
-        if malformed:
-            message = 'malformed "${": write ${NAME} or ${NAME:-default}, or $${ for a literal "${"'
-            self._problem(path, message)
-        names = list(dict.fromkeys(missing))
-        if len(names) == 1:
-            message = (
-                f"environment variable {names[0]} is not set and has no default (${{{names[0]}:-default}})"
-            )
-            self._problem(path, message)
-        elif names:
-            self._problem(path, f"environment variables {', '.join(names)} are not set and have no default")
-        return None if malformed or missing else expanded
-
-    def _expected(self, what: str, value: object, path: KeyPath, *, quote: bool = False) -> object:
-        hint = (
-            f'; quote it: "{value}"'
-            if quote and isinstance(value, int | float) and not isinstance(value, bool)
-            else ""
+    expanded = _REFERENCE.sub(substitute, text)
+    problems: list[str] = []
+    if malformed:
+        problems.append('malformed "${": write ${NAME} or ${NAME:-default}, or $${ for a literal "${"')
+    names = list(dict.fromkeys(missing))
+    if len(names) == 1:
+        problems.append(
+            f"environment variable {names[0]} is not set and has no default (${{{names[0]}:-default}})"
         )
-        self._problem(path, f"expected {what}, got {_describe(value)}{hint}")
-        return _INVALID
-
-    def _type_hints(self, cls: type) -> dict[str, Any]:
-        # Resolved once per class and load: a file with many offers would otherwise redo it per offer.
-        if cls not in self._hints:
-            self._hints[cls] = get_type_hints(cls, include_extras=True)
-        return self._hints[cls]
-
-    def _problem(self, path: KeyPath, message: str) -> None:
-        self.findings.append((path, message))
+    elif names:
+        problems.append(f"environment variables {', '.join(names)} are not set and have no default")
+    return expanded, problems
 
 
-def _within(value: float, bounds: Range) -> bool:
-    if bounds.minimum is not None and (
-        value <= bounds.minimum if bounds.exclusive_minimum else value < bounds.minimum
-    ):
-        return False
-    return bounds.maximum is None or value <= bounds.maximum
+def _merged(
+    errors: list[ErrorDetails], unexpanded: list[tuple[Loc, str]], document: object
+) -> list[tuple[Loc, str]]:
+    """Validation errors and expansion failures as one list, each reported once, in reading order.
+
+    A value whose references failed was validated as written: its own errors say nothing. A value
+    under an unwanted key or inside a container of the wrong type was never read: its references
+    are not reported either.
+    """
+    failed = [loc for loc, _ in unexpanded]
+    kept = [
+        error
+        for error in errors
+        if (error["type"] in _UNWANTED or not any(_within(error["loc"], loc) for loc in failed))
+        and not _short_of_failed_items(error)
+    ]
+    found = [(tuple(error["loc"]), _message(error)) for error in kept]
+    found.extend(
+        (loc, message) for loc, message in unexpanded if not any(_within(loc, e["loc"]) for e in kept)
+    )
+    return sorted(found, key=lambda item: _place(document, item[0])[1])
 
 
-def _renderer(markers: tuple[object, ...]) -> Callable[[float], str]:
-    """How a number under these markers is written in YAML, for messages: 0.25 -> "250ms"."""
-    if any(isinstance(marker, Duration) for marker in markers):
-        return format_duration
-    if any(isinstance(marker, Money) for marker in markers):
-        return lambda cents: format_money(int(cents))
+def _short_of_failed_items(error: ErrorDetails) -> bool:
+    """pydantic counts only the items that passed; the file has enough, and those that failed say why."""
+    written = error["input"]
+    needed = error.get("ctx", {}).get("min_length", 0)
+    return error["type"] == "too_short" and isinstance(written, tuple) and len(written) >= needed
+
+
+def _within(loc: Loc, outer: Loc) -> bool:
+    return tuple(loc[: len(outer)]) == tuple(outer)
+
+
+def _place(document: object, loc: Loc) -> tuple[KeyPath, tuple[int, ...]]:
+    """Where `loc` is in the document: its key path, and its position in reading order to sort by.
+
+    A key the document lacks (a missing required key) sorts after the keys it has.
+    """
+    path: list[str | int] = []
+    order: list[int] = []
+    node: Any = document
+    for segment in loc:
+        if segment == "[key]":  # a problem of the key itself is reported at its entry
+            break
+        if isinstance(node, dict):
+            keys: list[Any] = list(node)
+            # A map key as text, whatever YAML made of it (pydantic shows `true` as 1).
+            path.append(str(keys[keys.index(segment)] if segment in keys else segment))
+        else:
+            keys = [*range(len(node))] if isinstance(node, tuple) else []
+            path.append(segment)
+        order.append(keys.index(segment) if segment in keys else len(keys))
+        node = node[segment] if segment in keys else ()
+    return tuple(path), tuple(order)
+
+
+def _valid_part(document: dict[Any, Any], locs: list[Loc]) -> GatewayConfig | None:
+    """The document without what failed, validated, for the cross-section checks to judge the rest.
+
+    An entry of a map section (one shop, supplier or product) with a problem is left out whole; any
+    other section with a problem is left at its defaults. A caller that found problems must not use
+    the result for anything else.
+    """
+    kept = dict(document)
+    for loc in locs:
+        if not loc or loc[0] not in kept:
+            continue
+        section = kept[loc[0]]
+        if len(loc) > 1 and isinstance(section, dict) and get_origin(_declared(loc[:1])[0]) is Mapping:
+            kept[loc[0]] = {key: value for key, value in section.items() if key != loc[1]}
+        else:
+            del kept[loc[0]]
+    try:
+        return GatewayConfig.model_validate(kept, context=_CONTEXT)
+    except ValidationError:
+        return None
+
+
+def _message(error: ErrorDetails) -> str:
+    """A pydantic error in the words operators have always read: what was expected, and what was found."""
+    kind, value, loc = error["type"], error["input"], tuple(error["loc"])
+    got = _describe(value)
+    match kind:
+        case "missing":
+            return "required key is missing"
+        case "extra_forbidden" | "invalid_key":
+            section, _ = _declared(loc[:-1])
+            return _unknown_key_message(loc[-1], list(getattr(section, "model_fields", ())))
+        case _ if kind in _EXPECTED:
+            return f"expected {_EXPECTED[kind]}, got {got}"
+        case "tuple_type":
+            hint = f'; write a list: ["{value}"]' if isinstance(value, str) else ""
+            return f"expected a list, got {got}{hint}"
+        case "too_short":
+            count = error.get("ctx", {}).get("min_length", 1)
+            return f"must have at least {count} item{'' if count == 1 else 's'}"
+        case "string_type" if loc[-1:] == ("[key]",):
+            return f'keys must be strings, got {got}; quote it: "{value}"'
+        case "string_type":
+            return f"expected a string, got {got}" + (f'; quote it: "{value}"' if _is_number(value) else "")
+        case "secret_type":
+            # The type alone: the value may be the secret itself.
+            return f"expected a string, got {_kind(value)}; quote it"
+        case "string_pattern_mismatch":
+            pattern = str(error.get("ctx", {}).get("pattern", ""))
+            rule = RULES.get(pattern, f"must match {pattern}")
+            return f"invalid name: {rule}" if loc[-1:] == ("[key]",) else f"{rule}; got {got}"
+        case "enum":
+            return _enum_message(_declared(loc)[0], value)
+        case "greater_than" | "greater_than_equal" | "less_than" | "less_than_equal":
+            _, metadata = _declared(loc)
+            return f"must be {bounds_text(metadata)}; got {_renderer(metadata)(value)}"
+        case "duration" if _is_number(value) or (isinstance(value, str) and _BARE_NUMBER.fullmatch(value)):
+            return f'a duration needs a unit (ms, s, m or h), e.g. "{value}s"; got {got}'
+        case "duration":
+            return f"must be a duration like 250ms, 2s, 5m or 24h; got {got}"
+        case "money" if isinstance(value, str):
+            return f'must be a decimal amount like "49.30": no sign, at most two decimals; got {got}'
+        case "money" if _is_number(value):
+            # A YAML number is a float for "49.30": exact cents need the quoted string.
+            return f'money must be a quoted decimal string, e.g. "{value}"; got {got}'
+        case "money":
+            return f'expected a decimal string like "49.30", got {got}'
+        case _:
+            return error["msg"]
+
+
+def _enum_message(enum: Any, value: object) -> str:
+    members = (
+        [member.value for member in enum] if isinstance(enum, type) and issubclass(enum, StrEnum) else []
+    )
+    # A value that starts with a valid one is most likely it with a suffix: "江苏省" for 江苏.
+    starts = [member for member in members if isinstance(value, str) and value.startswith(member)]
+    hint = f'; did you mean "{max(starts, key=len)}"?' if starts else ""
+    return f"must be one of {', '.join(members)}; got {_describe(value)}{hint}"
+
+
+def _renderer(metadata: Sequence[object]) -> Callable[[Any], str]:
+    """How a number under these rules is written in gateway.yaml: the field's serializer, if it has one."""
+    for item in metadata:
+        if isinstance(item, PlainSerializer):
+            return cast(Callable[[Any], str], item.func)  # format_duration, format_money
     return _number
 
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _unknown_key_message(key: object, valid: list[str]) -> str:
@@ -492,46 +494,17 @@ def _unknown_key_message(key: object, valid: list[str]) -> str:
     return f"unknown key; valid keys: {', '.join(valid)}"
 
 
-def _enum_hint(value: object, enum: type[StrEnum]) -> str:
-    """A value that starts with a valid one is most likely it with a suffix: "江苏省" for 江苏."""
-    if not isinstance(value, str):
-        return ""
-    starts = [member.value for member in enum if value.startswith(member.value)]
-    return f'; did you mean "{max(starts, key=len)}"?' if starts else ""
-
-
 def _kind(value: object) -> str:
-    match value:
-        case None:
-            return "null"
-        case bool():
-            return "a boolean"
-        case int():
-            return "an integer"
-        case float():
-            return "a number"
-        case str():
-            return "a string"
-        case list():
-            return "a list"
-        case dict():
-            return "a mapping"
-        case _:
-            return f"a {type(value).__name__}"
+    if value is None:
+        return "null"
+    return next((kind for cls, kind in _KINDS if isinstance(value, cls)), f"a {type(value).__name__}")
 
 
 def _describe(value: object) -> str:
     """A value for an error message: kind and, for scalars, the value as YAML shows it."""
-    match value:
-        case None:
-            return "null"
-        case bool():
-            return f"boolean {str(value).lower()}"
-        case int():
-            return f"integer {value}"
-        case float():
-            return f"number {value!r}"
-        case str():
-            return f"string {json.dumps(value, ensure_ascii=False)}"
-        case _:
-            return _kind(value)
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float | str):
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+        return f"{_kind(value).split()[-1]} {shown}"  # "an integer" -> "integer 8080"
+    return _kind(value)

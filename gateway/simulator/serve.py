@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -33,9 +32,8 @@ def simulated_only(config: GatewayConfig, names: Sequence[str]) -> GatewayConfig
             f" simulated: {', '.join(sorted(simulated)) or 'none'}"
         )
     chosen = set(names) or simulated
-    return replace(
-        config,
-        suppliers=MappingProxyType({n: s for n, s in config.suppliers.items() if n in chosen}),
+    return config.model_copy(
+        update={"suppliers": MappingProxyType({n: s for n, s in config.suppliers.items() if n in chosen})}
     )
 
 

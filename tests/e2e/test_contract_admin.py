@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ async def test_admin_suppliers_shows_every_field_with_its_value(gateway: Gateway
     orders = [(await d.shop.place(order_id=f"OK-{i}", wait_seconds=5))[1] for i in range(3)]
     assert all(order["status"] == "succeeded" for order in orders)
     main = d.simulators["main"]
-    main.knobs = replace(main.knobs, refuse_rate=1.0)
+    main.knobs = main.knobs.model_copy(update={"refuse_rate": 1.0})
     _, refused = await d.shop.place(order_id="NO-1", wait_seconds=5)
     assert [a["outcome"] for a in refused["attempts"]] == ["not_executed"]
     orders.append(refused)
@@ -99,7 +98,9 @@ async def test_admin_suppliers_shows_every_field_with_its_value(gateway: Gateway
     assert (listed["main"]["disabled"], listed["main"]["routable"]) == (False, True)
 
     # A submit under way is in flight until it ends; one never answered counts against the rate.
-    main.knobs = replace(main.knobs, refuse_rate=0.0, hang_rate=1.0, callback_drop_rate=1.0)
+    main.knobs = main.knobs.model_copy(
+        update={"refuse_rate": 0.0, "hang_rate": 1.0, "callback_drop_rate": 1.0}
+    )
     status, hung = await d.shop.place(order_id="HUNG-1", wait_seconds=0)
     assert status == 201, hung
     assert (await suppliers(d))["main"]["inflight"] == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -227,7 +226,7 @@ async def test_circuit_state_gauge_goes_closed_open_half_open_closed(gateway: Ga
     assert [a["supplier"] for a in order["attempts"]] == ["spare"]
 
     simulator = d.simulators["flaky"]
-    simulator.knobs = replace(simulator.knobs, error_rate=0.0, callback_drop_rate=0.0)
+    simulator.knobs = simulator.knobs.model_copy(update={"error_rate": 0.0, "callback_drop_rate": 0.0})
     d.clock.advance(10 * 1.1 + 0.1)  # open_for, at most 10 % jitter
     assert await circuit(d, "flaky") == (1, 1, "half_open", True)
     _, order = await d.shop.place(order_id="PROBE", wait_seconds=5)

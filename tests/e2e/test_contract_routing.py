@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import ClientSession
@@ -184,7 +183,7 @@ async def test_a_sick_supplier_that_recovers_gets_traffic_again(gateway: Gateway
             assert trail(order) == [("cheap", "not_executed"), ("dear", "succeeded")], order
 
     simulator = d.simulators["cheap"]
-    simulator.knobs = replace(simulator.knobs, refuse_rate=0.0)
+    simulator.knobs = simulator.knobs.model_copy(update={"refuse_rate": 0.0})
     # Its refusals are still in the health window: exploring is what sends it orders, and they land.
     recovering = await place_run(d, "BACK")
     explored = [o for o in recovering if o["attempts"][0]["supplier"] == "cheap"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,7 +34,7 @@ async def renotify(admin: Admin, order_id: str) -> tuple[int, Any]:
 def recover(d: Deployment, name: str) -> None:
     """The supplier's channel is back: it takes and charges every order from now on."""
     simulator = d.simulators[name]
-    simulator.knobs = replace(simulator.knobs, refuse_rate=0.0, success_rate=1.0)
+    simulator.knobs = simulator.knobs.model_copy(update={"refuse_rate": 0.0, "success_rate": 1.0})
 
 
 async def held_order(gateway: Gateway, url: str, **suppliers: SupplierSpec) -> tuple[Deployment, Admin]:

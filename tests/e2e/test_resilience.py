@@ -7,7 +7,6 @@ slow and recovering, and a supplier refusing connections.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import ClientSession
@@ -79,7 +78,7 @@ async def test_a_slow_supplier_is_cut_off_then_gets_traffic_back(gateway: Gatewa
     assert len(d.simulators["slow"].requests) == 5
 
     simulator = d.simulators["slow"]
-    simulator.knobs = replace(simulator.knobs, latency=0.0)
+    simulator.knobs = simulator.knobs.model_copy(update={"latency": 0.0})
     d.clock.advance(slow.breaker.open_remaining() + 0.01)
     assert slow.circuit is CircuitState.HALF_OPEN
     back = [await d.shop.place(order_id=f"B-{i}", wait_seconds=5) for i in range(4)]

@@ -155,7 +155,7 @@ async def test_the_listener_leaves_shops_without_guards_alone() -> None:
     reservation = await guard.reserve("shop-a", a_request("o-1"), PRODUCT, allow_duplicate=False)
     order = an_order(order_id="o-1", request=a_request("o-1"))
     await guard.settle(reservation, order)
-    shops["shop-a"] = replace(shops["shop-a"], duplicate_window=0.0)  # reloaded without guards
+    shops["shop-a"] = shops["shop-a"].model_copy(update={"duplicate_window": 0.0})  # reloaded without guards
 
     guard.order_changed(order, replace(order, status=OrderStatus.FAILED, reason=Reason.SUPPLIER_FAILED))
     await guard.close()
@@ -226,7 +226,9 @@ async def test_limit_refusals_say_which_limit() -> None:
 
     with pytest.raises(AccountLimitExceeded) as by_value:
         await guard.reserve("shop-a", a_request("o-2", quantity=1), PRODUCT, allow_duplicate=False)
-    shops["shop-a"] = replace(shops["shop-a"], account_limits=AccountLimitsConfig(orders_per_day=1))
+    shops["shop-a"] = shops["shop-a"].model_copy(
+        update={"account_limits": AccountLimitsConfig(orders_per_day=1)}
+    )
     with pytest.raises(AccountLimitExceeded) as by_count:
         await guard.reserve("shop-a", a_request("o-2"), PRODUCT, allow_duplicate=False)
 

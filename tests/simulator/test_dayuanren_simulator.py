@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -123,9 +122,9 @@ async def test_batch_query_answers_every_id_in_one_request(make_supplier: MakeSu
         await supplier.submit(order_id)
     async with asyncio.timeout(2):
         await supplier.simulator.idle()
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, result_after=5.0)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(update={"result_after": 5.0})
     charging = await supplier.submit()
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, refuse_rate=1.0)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(update={"refuse_rate": 1.0})
     refused = supplier.new_id()
     await supplier.submit(refused)
     never_sent = [supplier.new_id(), supplier.new_id()]

@@ -7,7 +7,6 @@ fault, which is what the chaos test relies on.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -123,7 +122,9 @@ async def test_a_crash_resets_every_other_open_connection_too(make_supplier: Mak
     async with asyncio.timeout(2):
         await supplier.simulator.ledger.wait_for(lambda ledger: hung_id in ledger)
 
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, hang_rate=0.0, crash_rate=1.0)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(
+        update={"hang_rate": 0.0, "crash_rate": 1.0}
+    )
     assert is_reset(await post_submit(supplier, crash_id))
 
     assert is_reset(await hung)  # the hung request lost its connection with the crash
@@ -219,7 +220,7 @@ async def test_a_batch_query_hides_only_the_lagging_orders(make_supplier: MakeSu
     supplier = await make_supplier(clock=clock, lag_for=10.0)
     prompt, lagging = supplier.new_id(), supplier.new_id()
     await supplier.submit(prompt)
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, lagging_rate=1.0)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(update={"lagging_rate": 1.0})
     await supplier.submit(lagging)
     await supplier.gateway.callbacks(2)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -168,11 +167,13 @@ async def test_knobs_can_be_replaced_while_running(make_supplier: MakeSupplier) 
     supplier = await make_supplier()
     loop = asyncio.get_running_loop()
 
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, latency=0.15)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(update={"latency": 0.15})
     started = loop.time()
     await supplier.submit()
     slow = loop.time() - started
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, latency=0.0, refuse_rate=1.0)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(
+        update={"latency": 0.0, "refuse_rate": 1.0}
+    )
     refused = await supplier.submit()
 
     assert slow >= 0.15  # the replaced latency held the reply at least that long

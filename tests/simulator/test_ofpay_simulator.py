@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from urllib.parse import urlencode
 
 import pytest
@@ -251,7 +250,7 @@ async def test_callback_goes_to_the_ret_url_of_its_own_request(make_supplier: Ma
 async def test_knobs_can_be_replaced_while_running(make_supplier: MakeSupplier) -> None:
     supplier = await make_supplier()
 
-    supplier.simulator.knobs = replace(supplier.simulator.knobs, refuse_rate=1.0)
+    supplier.simulator.knobs = supplier.simulator.knobs.model_copy(update={"refuse_rate": 1.0})
     refused = await supplier.submit()
 
     assert refused.verdict is Verdict.NOT_EXECUTED
