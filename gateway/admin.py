@@ -10,7 +10,7 @@ import hmac
 import math
 import re
 from collections.abc import Mapping, Set
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -214,8 +214,10 @@ def _list_filters(query: MultiMapping[str]) -> tuple[OrderStatus | None, Reason 
     limit = DEFAULT_LIST_LIMIT
     text = _single(query, "limit", problems)
     if text is not None:
-        # isdecimal, not int(): int() also takes "+5", " 5" and "5_0".
-        if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= MAX_LIST_LIMIT:
+        # isdecimal, not int(): int() also takes "+5", " 5" and "5_0". The length before int(), which
+        # refuses more than 4300 digits with a ValueError (a 500).
+        digits = text.isascii() and text.isdecimal() and len(text.lstrip("0")) <= len(str(MAX_LIST_LIMIT))
+        if not digits or not 1 <= int(text) <= MAX_LIST_LIMIT:
             problems.append({"field": "limit", "message": f"must be an integer from 1 to {MAX_LIST_LIMIT}"})
         else:
             limit = int(text)
@@ -347,6 +349,9 @@ BLOCK_FIELDS: Final = frozenset({"account", "product", "until", "note"})
 BLOCK_LIST_PARAMETERS: Final = frozenset({"account"})
 # Product names are letters, digits and _ . -; a glob adds * ? and [...] to them.
 PRODUCT_GLOB: Final = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]{1,64}")
+# The latest time a view can show: times are shown in UTC, and a later one (9999-12-31T23:59:59-01:00, say)
+# would fail every view of the block, and every order for its account, once stored.
+LATEST_UNTIL: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def _block_view(block: AccountBlock) -> dict[str, object]:
@@ -379,6 +384,9 @@ def _until(value: object, now: float, problems: Problems) -> float | None:
     until = moment.timestamp()
     if not math.isfinite(until) or until <= now:
         problems.append({"field": "until", "message": "must be in the future (null: until deleted)"})
+        return None
+    if until > LATEST_UNTIL:
+        problems.append({"field": "until", "message": "must be at most 9999-12-31T23:59:59Z"})
         return None
     return until
 
@@ -523,11 +531,11 @@ RESUBMIT_FIELDS: Final = frozenset({"supplier", "note"})
 
 
 def _resubmission(body: bytes, headers: Mapping[str, str]) -> tuple[str | None, str | None, str]:
-    """The resubmit request's supplier and note (both optional; an empty body asks for neither) and
-    operator; every problem (body and header) at once."""
+    """The resubmit request's supplier and note (both optional; no body at all asks for neither) and
+    operator; every problem (body and header) at once. A body of whitespace is not JSON: refused."""
     problems: Problems = []
     operator = _operator(headers, problems)
-    doc = _body_object(body, RESUBMIT_FIELDS, problems) if body.strip() else {}
+    doc = _body_object(body, RESUBMIT_FIELDS, problems) if body else {}
     supplier = doc.get("supplier")
     if supplier is not None and (not isinstance(supplier, str) or not supplier):
         problems.append(

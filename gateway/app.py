@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway import admin, api, callbacks, console, stream, websocket
+from gateway import admin, api, callbacks, console, openapi, stream, websocket
 from gateway.auth import ShopAuthenticator
 from gateway.balancewatch import BalanceWatch
 from gateway.cancellation import cancel_and_wait
@@ -28,6 +28,8 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics, RouteMetrics
 from gateway.middleware import REFUSALS, ROUTE_METRICS, UNMATCHED, error_middleware, metrics_middleware
 from gateway.notifier import Notifier
+from gateway.openapi import admin as admin_openapi
+from gateway.openapi import shop as shop_openapi
 from gateway.orders import OrderService
 from gateway.ratelimit import MemoryRateState, RateState
 from gateway.reconciler import Reconciler
@@ -73,6 +75,7 @@ def create_app(
     app.add_routes(websocket.routes)
     app.add_routes(api.routes)
     app.add_routes(callbacks.routes)
+    openapi.publish(app, shop_openapi.PATH, shop_openapi.encoded())
     metrics = Metrics()
     _bind_route_metrics(app, metrics)
     app[REFUSALS] = metrics
@@ -94,6 +97,7 @@ def create_admin_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     app.add_routes(admin.routes)
     app.add_routes(console.routes)
+    openapi.publish(app, admin_openapi.PATH, admin_openapi.encoded())
     return app
 
 

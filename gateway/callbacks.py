@@ -19,12 +19,14 @@ from gateway.runtime import RUNTIME
 log = get_logger(__name__)
 routes = web.RouteTableDef()
 FORM: Final = "application/x-www-form-urlencoded"
+# The methods suppliers call back with: the route takes any method and refuses the others with 405.
+METHODS: Final = ("GET", "POST")
 
 
 @routes.route("*", "/callbacks/{supplier}")
 async def supplier_callback(request: web.Request) -> web.Response:
-    if request.method not in ("GET", "POST"):
-        raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+    if request.method not in METHODS:
+        raise web.HTTPMethodNotAllowed(request.method, list(METHODS))
     runtime = request.app[RUNTIME]
     name = request.match_info["supplier"]
     supplier = runtime.suppliers.get(name)

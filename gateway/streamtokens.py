@@ -166,8 +166,11 @@ class StreamTokens:
 
 
 def read_token_request(body: bytes) -> TokenRequest:
-    """The body of `POST /v1/stream-tokens` (empty: every default), or `InvalidRequest` with every problem."""
-    doc = json_object(body) if body.strip() else {}
+    """The body of `POST /v1/stream-tokens` (none: every default), or `InvalidRequest` with every problem.
+
+    Only a body of no bytes at all is no body: anything else must be a JSON object (whitespace is not one).
+    """
+    doc = json_object(body) if body else {}
     problems = unknown_fields(doc, FIELDS)
     order_id = doc.get("order_id")
     if order_id is not None and (not isinstance(order_id, str) or ORDER_ID.fullmatch(order_id) is None):

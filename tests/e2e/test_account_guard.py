@@ -343,6 +343,8 @@ async def test_a_block_ends_at_its_until(gateway: Gateway) -> None:
         ({"account": ACCOUNT, "until": "2099-01-01T08:00:00"}, "until"),  # no offset: which zone?
         ({"account": ACCOUNT, "until": "2001-01-01T00:00:00Z"}, "until"),  # the past
         ({"account": ACCOUNT, "until": 4102444800}, "until"),
+        # Year 10000 in UTC: no view could show it, and every order for the account would fail on it.
+        ({"account": ACCOUNT, "until": "9999-12-31T23:59:59-01:00"}, "until"),
         ({"product": "*"}, "account"),
         ({"account": " 138"}, "account"),
         ({"account": ACCOUNT, "product": "a b"}, "product"),

@@ -176,6 +176,9 @@ async def test_resubmit_refuses_a_bad_body(gateway: Gateway, shop_endpoint: tupl
     )
     assert status == 400
     assert {d["field"] for d in error["error"]["details"]} == {"supplier", "extra", "X-Operator"}
+    # Whitespace is not JSON, nor is it no body (found by test_openapi_conformance): refused, nothing sent.
+    status, error = await admin.call("POST", f"/admin/orders/{SHOP}/H-1/resubmit", b"\n")
+    assert (status, [d["field"] for d in error["error"]["details"]]) == (400, ["body"])
 
 
 async def test_renotify_after_give_up_delivers_again_and_is_in_the_history(

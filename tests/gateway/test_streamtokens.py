@@ -203,6 +203,8 @@ def test_the_token_request_defaults_and_bounds() -> None:
     [
         (b"{", ["body"]),
         (b"[]", ["body"]),
+        (b"\n", ["body"]),  # whitespace is not JSON, nor is it no body (found by test_openapi_conformance)
+        (b" ", ["body"]),
         (b'{"ttl_seconds": 0}', ["ttl_seconds"]),
         (b'{"ttl_seconds": 3601}', ["ttl_seconds"]),
         (b'{"ttl_seconds": true}', ["ttl_seconds"]),
