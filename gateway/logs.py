@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.config.model import LogConfig, LogFormat
 
@@ -43,6 +44,26 @@ def configure_logging(config: LogConfig, *, cache: bool = True) -> None:
     )
     # aiohttp's own loggers go through stdlib logging: errors only, and never an access log.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server.filters):
+        server.addFilter(MalformedRequests())
+
+
+class MalformedRequests(logging.Filter):
+    """A client's malformed HTTP (a request line over 8190 bytes, a broken header) as one warning line.
+
+    aiohttp answers it 400 before any route runs, and logs it at error level with a traceback: noise
+    anyone on the network can make, in a format nothing parses. It becomes a structured warning.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        get_logger("gateway.http").warning(
+            "http_request_malformed", error=type(error).__name__, status=error.code
+        )
+        return False
 
 
 def get_logger(name: str) -> Logger:

@@ -182,3 +182,33 @@ async def test_an_unknown_event_loop_is_refused_before_anything_starts(tmp_path:
     assert process.returncode == 2
     assert "unknown event loop 'tokio'; choose one of uvloop, asyncio" in err.decode()
     assert not (tmp_path / "gateway.db").exists()
+
+
+async def test_a_malformed_request_is_one_warning_line_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    doc = yaml.safe_load(_runnable_config(tmp_path).read_text())
+    doc["server"]["listen"] = f"127.0.0.1:{port}"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "-c", str(path), stdout=PIPE, stderr=PIPE
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"gateway_listening" not in await process.stderr.readline():
+                pass
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+    finally:
+        process.terminate()
+        async with asyncio.timeout(30):
+            _, rest = await process.communicate()
+    assert answer.split(b" ", 2)[1] == b"400"
+    assert b"Traceback" not in rest
+    warnings = [orjson.loads(line) for line in rest.splitlines() if b"http_request_malformed" in line]
+    assert [(w["level"], w["error"], w["status"]) for w in warnings] == [("warning", "LineTooLong", 400)]
