@@ -40,6 +40,7 @@ from adapters.replies import (
     http_level_balance,
     json_object,
     optional_text,
+    quoted,
     reading_problem,
     unknown_balance,
     unknown_reply,
@@ -112,6 +113,7 @@ _ENVELOPE: Final[Mapping[str, str]] = MappingProxyType(
 )
 _HEADERS: Final[Mapping[str, str]] = MappingProxyType({"Content-Type": "application/json; charset=utf-8"})
 _ACK: Final = HttpResponse(status=200, content_type="text/plain", body=b"success")
+_ASCII_RUNS: Final = re.compile(r"[\x00-\x7f]+")
 # A code sent as a string. ASCII digits only, and few: str.isdigit takes "²" (which int() refuses)
 # and "３００４" (which int() reads as 3004), and int() refuses more than 4300 digits.
 _CODE: Final = re.compile(r"-?[0-9]{1,9}")
@@ -125,9 +127,21 @@ def compact_json(value: object) -> str:
 
 def sign_text(text: str, secret: str) -> str:
     """MD5 of the code-point-sorted characters of `text` followed by `secret`, lower hex."""
-    # For ASCII text, byte order is code-point order, and sorting ints beats sorting 1-char strings.
-    ordered = bytes(sorted(text.encode())) if text.isascii() else "".join(sorted(text)).encode()
-    return hashlib.md5(ordered + secret.encode(), usedforsecurity=False).hexdigest()
+    return _digest(sorted_characters(text), secret.encode())
+
+
+def sorted_characters(text: str) -> bytes:
+    """The characters of `text` sorted by code point, as UTF-8: what fulu's signatures hash."""
+    if text.isascii():
+        # Byte order is code-point order, and sorting small ints beats sorting 1-char strings.
+        return bytes(sorted(text.encode()))
+    # Every ASCII character sorts before every other, so the ASCII bytes go first, sorted as above,
+    # and only the (few) others are sorted as strings.
+    return bytes(sorted(text.encode("ascii", "ignore"))) + "".join(sorted(_ASCII_RUNS.sub("", text))).encode()
+
+
+def _digest(ordered: bytes, secret: bytes) -> str:
+    return hashlib.md5(ordered + secret, usedforsecurity=False).hexdigest()
 
 
 def sign(params: Mapping[str, Any], secret: str) -> str:
@@ -154,15 +168,18 @@ class FuluAdapter:
     callback_signs_result: ClassVar[bool] = True
     max_query_batch: ClassVar[int] = 1
 
-    __slots__ = ("_envelope", "_query_codes", "_secret", "_submit_codes", "_url")
+    __slots__ = ("_query_codes", "_secret", "_submit_codes", "_templates", "_url")
 
     def __init__(self, settings: AdapterSettings) -> None:
         problems = settings_problems(settings, self.credential_keys)
         if problems:
             raise InvalidSettings(problems)
-        self._secret = settings.credentials["app_secret"]
+        self._secret = settings.credentials["app_secret"].encode()
         self._url = settings.base_url.rstrip("/") + PATH
-        self._envelope: Mapping[str, str] = {"app_key": settings.credentials["app_key"], **_ENVELOPE}
+        envelope = {"app_key": settings.credentials["app_key"], **_ENVELOPE}
+        self._templates = {
+            method: _Template(envelope, method) for method in (MOBILE_SUBMIT, DIRECT_SUBMIT, QUERY, BALANCE)
+        }
         self._submit_codes = CodeTable(SUBMIT_CODES, settings.codes)
         self._query_codes = CodeTable(QUERY_CODES, settings.codes)
 
@@ -219,7 +236,7 @@ class FuluAdapter:
             return unknown_balance(reply, problem)
         if code != "0":
             return BalanceReply(balance_cents=None, code=code, message=message or f"code {code}")
-        if signature is None or not _verifies(sign_text(result, self._secret), signature):
+        if signature is None or not _verifies(_digest(sorted_characters(result), self._secret), signature):
             return unknown_balance(reply, "reply signature does not verify", code)
         try:
             info = orjson.loads(result)
@@ -233,7 +250,8 @@ class FuluAdapter:
     def parse_callback(self, callback: InboundCallback) -> SupplierReply:
         """Only the keys of `CALLBACK_FIELDS`, each a string, once: anything else is malformed."""
         fields = _callback_fields(callback.body)
-        if not _verifies(sign(fields, self._secret), fields["sign"]):
+        signed = compact_json({key: value for key, value in fields.items() if key != "sign"})
+        if not _verifies(_digest(sorted_characters(signed), self._secret), fields["sign"]):
             raise BadSignature("callback signature does not verify")
         price = fields.get("price")
         try:
@@ -252,16 +270,18 @@ class FuluAdapter:
         return _ACK
 
     def _request(self, method: str, biz: Mapping[str, object], timestamp: float) -> HttpRequest:
-        params = {
-            **self._envelope,
-            "method": method,
-            "timestamp": china_time(timestamp),
-            "biz_content": compact_json(biz),
-        }
-        text = compact_json(params)
-        # The signed text is the body without `sign`: splice it in instead of serializing twice.
-        body = f'{text[:-1]},"sign":"{sign_text(text, self._secret)}"}}'
-        return HttpRequest(method="POST", url=self._url, headers=_HEADERS, body=body.encode())
+        template = self._templates[method]
+        # The two values that change, as JSON strings: biz_content is JSON inside a JSON string.
+        values = orjson.dumps(china_time(timestamp)) + b',"biz_content":' + orjson.dumps(compact_json(biz))
+        # The signed text is the body without `sign`; the body splices `sign` in before its `}`.
+        text = template.head + values
+        if template.ascii_head and values.isascii():
+            # The head's bytes are sorted once per adapter: Timsort merges its run with the rest.
+            ordered = bytes(sorted(template.sorted_head + values))
+        else:
+            ordered = sorted_characters((text + b"}").decode())
+        body = b'%s,"sign":"%s"}' % (text, _digest(ordered, self._secret).encode())
+        return HttpRequest(method="POST", url=self._url, headers=_HEADERS, body=body)
 
     def _classify(self, upstream_order_id: str, reply: HttpReply, codes: CodeTable) -> SupplierReply:
         try:
@@ -272,7 +292,7 @@ class FuluAdapter:
             return SupplierReply(
                 upstream_order_id=upstream_order_id, verdict=codes.verdict(code), code=code, message=message
             )
-        if signature is None or not _verifies(sign_text(result, self._secret), signature):
+        if signature is None or not _verifies(_digest(sorted_characters(result), self._secret), signature):
             # The supplier may have charged: a reply we cannot trust is unknown, never "not executed".
             return unknown_reply(
                 upstream_order_id, f"reply signature does not verify: {excerpt(reply.body)}", code
@@ -285,7 +305,7 @@ class FuluAdapter:
             return unknown_reply(upstream_order_id, f"result has no order_state: {excerpt(reply.body)}", code)
         echoed = order.get("customer_order_no")
         if echoed is not None and echoed != upstream_order_id:
-            return unknown_reply(upstream_order_id, f"reply is about order {echoed!r}", code)
+            return unknown_reply(upstream_order_id, f"reply is about order {quoted(echoed)}", code)
         return SupplierReply(
             upstream_order_id=upstream_order_id,
             verdict=ORDER_STATES.get(state, Verdict.UNKNOWN),
@@ -294,6 +314,23 @@ class FuluAdapter:
             supplier_order_id=optional_text(order.get("order_id")),
             cost_cents=optional_cents(order.get("order_price")),
         )
+
+
+class _Template:
+    """What every request of one method starts with, `{` to `"timestamp":`, and its bytes sorted.
+
+    fulu signs the sorted characters of the whole compact JSON, so the part that never changes can
+    be sorted once, here; a request sorts its own values into it. The closing `}` counts too.
+    """
+
+    __slots__ = ("ascii_head", "head", "sorted_head")
+
+    def __init__(self, envelope: Mapping[str, str], method: str) -> None:
+        # Serialized by the same writer as the values, so the body is what compact_json would give.
+        whole = orjson.dumps({**envelope, "method": method, "timestamp": ""})
+        self.head = whole[: -len(b'""}')]
+        self.ascii_head = self.head.isascii()
+        self.sorted_head = bytes(sorted(self.head + b"}"))
 
 
 def _verifies(expected: str, signature: str) -> bool:

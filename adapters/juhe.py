@@ -36,6 +36,7 @@ from adapters.replies import (
     Unreadable,
     http_level_balance,
     json_object,
+    quoted,
     reading_problem,
     unknown_balance,
     unknown_reply,
@@ -271,7 +272,7 @@ class JuheAdapter:
             return unknown_reply(upstream_order_id, f"result has no game_state: {excerpt(reply.body)}", code)
         echoed = result.get("uorderid")
         if echoed is not None and echoed != upstream_order_id:
-            return unknown_reply(upstream_order_id, f"reply is about order {echoed!r}", code)
+            return unknown_reply(upstream_order_id, f"reply is about order {quoted(echoed)}", code)
         sporder_id = result.get("sporder_id")
         return SupplierReply(
             upstream_order_id=upstream_order_id,

@@ -51,6 +51,14 @@ def http_level_balance(reply: HttpReply) -> BalanceReply | None:
     return None
 
 
+def quoted(value: object) -> str:
+    """`repr(value)` for a message; a supplier can nest JSON or XML deeper than `repr` can recurse."""
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deep to quote"
+
+
 def optional_text(value: object) -> str | None:
     """A string field of a parsed reply; anything else (absent, a number, a nested object) is None."""
     return value if isinstance(value, str) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus
 
 import pytest
 
@@ -142,6 +142,26 @@ def test_submit_escapes_values_in_the_body_and_signs_them_plain() -> None:
         "0.05",
     )
     assert fields["sign"] == sign(fields, "demo-apikey")
+
+
+def test_one_adapter_encodes_each_charge_values_whatever_came_before() -> None:
+    """The adapter remembers the last value it had to quote: another must never get its encoding."""
+    one = adapter()
+    urls = [
+        "http://127.0.0.1:8080/callbacks/dyr",
+        "https://gw/cb?s=a+b",
+        "http://127.0.0.1:8080/callbacks/dyr",
+    ]
+    for url in urls:
+        for account in ("13800138000", "a b+c", "13800138000"):
+            body = one.build_submit(charge(callback_url=url, account=account)).body
+            assert body.startswith(
+                b"amount=50&mobile=%s&notify_url=%s&"
+                % (quote_plus(account).encode(), quote_plus(url).encode())
+            )
+            fields = form_fields(body)
+            assert (fields["notify_url"], fields["mobile"]) == (url, account)
+            assert fields["sign"] == sign(fields, "demo-apikey")
 
 
 @pytest.mark.parametrize("quantity", [0, 2, 10])

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from adapters import fulu
 from adapters.fulu import FuluAdapter, sign
@@ -93,6 +95,40 @@ def test_vector_sign_function_over_the_documented_parameters() -> None:
 def test_signing_leaves_slash_and_non_ascii_unescaped() -> None:
     assert fulu.compact_json({"d": "充值/成功"}) == '{"d":"充值/成功"}'
     assert sign({"d": "充值/成功"}, "s") == fulu.sign_text('{"d":"充值/成功"}', "s")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(text=st.text(max_size=400) | st.text(st.characters(max_codepoint=127), max_size=400))
+@example(text='{"a":"充值成功","b":"\u00e9\U0001f4b0 z"}')
+def test_sorted_characters_is_the_code_point_sort(text: str) -> None:
+    assert fulu.sorted_characters(text) == "".join(sorted(text)).encode(errors="surrogatepass")
+
+
+@pytest.mark.parametrize(
+    "account",
+    ["13800138000", "player 1", "玩家一号", 'a"b\\c', "tab\there\n", "😀/x", "\x00\x1f\x7f", ""],
+)
+@pytest.mark.parametrize("app_key", ["demo-app-key", '键/"key"'])
+def test_requests_are_the_compact_json_of_their_params_and_signed_over_it(account: str, app_key: str) -> None:
+    """Built from a head serialized once: the body must still be exactly compact_json of the params."""
+    one = FuluAdapter(
+        AdapterSettings(
+            name="fulu",
+            base_url="http://127.0.0.1:9101/",
+            credentials={"app_key": app_key, "app_secret": "demo-app-secret"},
+        )
+    )
+    requests = [
+        one.build_submit(charge(account=account)) if account.isdigit() else None,
+        one.build_submit(charge(account_kind=AccountKind.GAME, account=account)),
+        one.build_query([account or ORDER_ID], VECTOR_TIME),
+        one.build_balance(VECTOR_TIME),
+    ]
+    for request in filter(None, requests):
+        params = json.loads(request.body)
+        assert request.body.decode() == fulu.compact_json(params)
+        assert params["sign"] == sign(params, "demo-app-secret")
+        assert params["app_key"] == app_key
 
 
 def test_submit_request_envelope() -> None:

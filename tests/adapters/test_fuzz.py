@@ -800,3 +800,45 @@ def test_every_registered_protocol_is_fuzzed() -> None:
     for protocol in ADAPTERS:
         for parser in ("submit", "query", "callback"):
             assert callable(globals().get(f"test_{protocol}_{parser}")), (protocol, parser)
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _fulu_deep_echo(depth: int) -> bytes:
+    result = f'{{"order_state":"success","customer_order_no":{_deep(depth)}}}'
+    signature = fulu.sign_text(result, CREDENTIALS["fulu"]["app_secret"])
+    return json.dumps({"code": 0, "message": "", "result": result, "sign": signature}).encode()
+
+
+DEEP_ECHOES: Final[Mapping[str, Callable[[int], bytes]]] = {
+    "fulu": _fulu_deep_echo,
+    "juhe": lambda depth: (
+        f'{{"error_code":0,"result":{{"game_state":"1","uorderid":{_deep(depth)}}}}}'.encode()
+    ),
+    "dayuanren": lambda depth: f'{{"errno":0,"data":{{"out_trade_num":{_deep(depth)}}}}}'.encode(),
+    "ofpay": lambda depth: (
+        "<orderinfo><retcode>1</retcode><sporder_id>"
+        + "<a>" * depth
+        + "</a>" * depth
+        + "</sporder_id></orderinfo>"
+    ).encode(),
+}
+"""An accepted reply about an order id nested deeper than `repr` can quote (JSON parsers take 1024 levels)."""
+
+
+@pytest.mark.parametrize("protocol", sorted(DEEP_ECHOES))
+@pytest.mark.parametrize("depth", [10, 1000])
+def test_an_echo_nested_too_deep_to_quote_is_unknown_not_a_crash(protocol: str, depth: int) -> None:
+    answer = adapter(protocol).parse_submit(ORDER_ID, reply(DEEP_ECHOES[protocol](depth)))
+    check_reply(answer, ORDER_ID)
+    assert answer.verdict is Verdict.UNKNOWN
+    assert (answer.message or "").startswith("reply is about order ")
+
+
+def test_a_partial_entry_nested_too_deep_to_quote_is_unknown_not_a_crash() -> None:
+    entry = f'{{"out_trade_num":"{ORDER_ID}","state":3,"charge_amount":{_deep(1000)}}}'
+    body = f'{{"errno":0,"errmsg":"ok","data":[{entry}]}}'.encode()
+    answer = adapter("dayuanren").parse_query([ORDER_ID], reply(body))[ORDER_ID]
+    assert answer.verdict is Verdict.UNKNOWN

@@ -7,9 +7,9 @@ import tracemalloc
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
+from xml.parsers import expat
 
 import pytest
-import xmltodict
 
 from adapters import ofpay
 from adapters.interface import (
@@ -264,13 +264,24 @@ def test_callback_with_another_key_does_not_verify() -> None:
     "name", ["billion-laughs.http", "xxe-external-entity.http", "doctype-without-entities.http"]
 )
 def test_dtds_are_refused_before_any_parser_sees_them(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    def parse(*args: object, **kwargs: object) -> object:
+    def parser(*args: object, **kwargs: object) -> object:
         raise AssertionError("a DTD reached the XML parser")
 
-    monkeypatch.setattr(xmltodict, "parse", parse)
+    monkeypatch.setattr(expat, "ParserCreate", parser)
     reply = adapter().parse_submit(ORDER_ID, FIXTURES.reply(name))
     assert reply.verdict is Verdict.UNKNOWN
     assert "DTD refused" in (reply.message or "")
+
+
+def test_that_is_the_parser_a_reply_reaches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control of the test above: a patched `ParserCreate` is what a reply would reach."""
+
+    def parser(*args: object, **kwargs: object) -> object:
+        raise AssertionError("reached")
+
+    monkeypatch.setattr(expat, "ParserCreate", parser)
+    with pytest.raises(AssertionError, match="reached"):
+        adapter().parse_submit(ORDER_ID, FIXTURES.reply("submit-processing.http"))
 
 
 def test_billion_laughs_is_refused_without_expanding() -> None:
