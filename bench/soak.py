@@ -16,12 +16,11 @@ import os
 import secrets
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -29,11 +28,22 @@ from typing import Final
 import aiohttp
 import orjson
 import yaml
+from processes import (  # bench/ is on the path: it runs as a script
+    PYTHON,
+    ROOT,
+    OpenLoop,
+    Prepared,
+    Processes,
+    cpu_seconds,
+    final_orders,
+    listen_locally,
+    metric_series,
+    rss_kib,
+    shop_headers,
+)
 
-from gateway.auth import WINDOW_SECONDS, request_signature
+from gateway.auth import WINDOW_SECONDS
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-PYTHON: Final = sys.executable
 # Apart from bench/run.py's ports, so the two can run side by side.
 GATEWAY_PORT: Final = 18180
 ADMIN_PORT: Final = 18991
@@ -43,7 +53,6 @@ SHOP_SECRET: Final = b"soak-secret"
 SAMPLE_SECONDS: Final = 15.0
 MAX_IN_FLIGHT: Final = 2000  # above this the gateway is not keeping up: further orders are skipped
 SETTLE_SECONDS: Final = 20.0  # after the last order, for the gateway to finish what it accepted
-TICK_SECONDS: Final = 0.01
 # An account that fits each product's kind, numbered per order.
 ACCOUNTS: Final = {"mobile_cn": "139{:08d}", "qq": "1{:09d}", "game": "player{:08d}", "any": "acct{:08d}"}
 
@@ -58,32 +67,19 @@ class Sample:
     gateway_cpu: float
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def configs(base: Path, tmp: Path, store: str) -> tuple[Path, Path, list[int], list[tuple[str, str]]]:
     """From `base`: the simulators' configuration, the gateway's (the same without `simulate:`), the
     simulators' ports, and a (product, account pattern) per product."""
     doc = yaml.safe_load(base.read_text())
-    doc["server"] = {
-        "listen": f"127.0.0.1:{GATEWAY_PORT}",
-        "public_url": f"http://127.0.0.1:{GATEWAY_PORT}",
-    }
-    doc["admin"] = {"listen": f"127.0.0.1:{ADMIN_PORT}", "token": ""}
-    doc["store"] = "memory://" if store == "memory" else f"sqlite:///{tmp}/soak.db"
-    doc["log"] = {"level": "warning", "format": "json"}
-    doc["shops"] = {
-        SHOP: {"secret": SHOP_SECRET.decode(), "products": list(doc["products"]), "notify_hosts": []}
-    }
+    listen_locally(
+        doc,
+        port=GATEWAY_PORT,
+        admin=ADMIN_PORT,
+        store="memory://" if store == "memory" else f"sqlite:///{tmp}/soak.db",
+        shop=SHOP,
+        secret=SHOP_SECRET,
+        products=list(doc["products"]),
+    )
     ports = []
     for i, (name, supplier) in enumerate(doc["suppliers"].items()):
         if "simulate" not in supplier:
@@ -102,102 +98,26 @@ def configs(base: Path, tmp: Path, store: str) -> tuple[Path, Path, list[int], l
     return simulators, gateway, ports, products
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    # stderr to a file, never a pipe: minutes of warnings would fill a pipe nobody reads, and stall.
-    with log.open("wb") as sink:
-        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink)
+def signed_orders(products: list[tuple[str, str]]) -> Callable[[int], Prepared]:
+    """The i-th order, signed when it is sent: a soak outlasts the 300 s a timestamp is valid for."""
+    tag = secrets.token_hex(4)
 
-
-async def wait_port(port: int, proc: subprocess.Popen[bytes], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited {proc.returncode} before listening on {port}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-async def series(session: aiohttp.ClientSession, name: str) -> dict[str, float]:
-    """The gateway's samples of metric `name`, by their label text."""
-    async with session.get(f"http://127.0.0.1:{ADMIN_PORT}/metrics") as response:
-        text = await response.text()
-    found = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            labels, value = line[len(name) :].rsplit(" ", 1)
-            found[labels] = float(value)
-    return found
-
-
-async def final_orders(session: aiohttp.ClientSession) -> int:
-    return round(sum((await series(session, "gateway_orders_total")).values()))
-
-
-class Load:
-    """Orders at a fixed rate, open loop: each is sent when due, whatever the earlier ones are doing."""
-
-    def __init__(self, session: aiohttp.ClientSession, products: list[tuple[str, str]], rate: float) -> None:
-        self._session = session
-        self._products = products
-        self._rate = rate
-        self._tag = secrets.token_hex(4)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.sent = 0
-        self.skipped = 0
-        self.statuses: Counter[str] = Counter()
-        self.latencies: list[float] = []
-
-    async def run(self, seconds: float) -> None:
-        started, before = time.monotonic(), self.sent + self.skipped
-        while (elapsed := time.monotonic() - started) < seconds:
-            due = before + int(elapsed * self._rate) + 1
-            while self.sent + self.skipped < due:
-                if len(self._tasks) >= MAX_IN_FLIGHT:
-                    self.skipped += 1
-                    continue
-                task = asyncio.create_task(self._order(self.sent))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                self.sent += 1
-            await asyncio.sleep(TICK_SECONDS)
-
-    async def drain(self, seconds: float) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=seconds)
-
-    async def _order(self, i: int) -> None:
-        product, account = self._products[i % len(self._products)]
+    def order(i: int) -> Prepared:
+        product, account = products[i % len(products)]
         body = orjson.dumps(
             {
-                "order_id": f"S-{self._tag}-{i}",
+                "order_id": f"S-{tag}-{i}",
                 "product": product,
                 "account": account.format(i % 100_000_000),
                 "wait_seconds": 0,
             }
         )
-        ts, nonce = str(int(time.time())), f"n{self._tag}{i:010d}"
-        headers = {
-            "Content-Type": "application/json",
-            "X-Shop-Id": SHOP,
-            "X-Timestamp": ts,
-            "X-Nonce": nonce,
-            "X-Signature": request_signature(SHOP_SECRET, "POST", "/v1/orders", ts, nonce, body),
-        }
-        started = time.perf_counter()
-        try:
-            async with self._session.post(
-                f"http://127.0.0.1:{GATEWAY_PORT}/v1/orders", data=body, headers=headers
-            ) as response:
-                await response.read()
-                self.statuses[str(response.status)] += 1
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.statuses[type(exc).__name__] += 1
-        self.latencies.append(time.perf_counter() - started)
+        headers = shop_headers(
+            body, shop=SHOP, secret=SHOP_SECRET, ts=str(int(time.time())), nonce=f"n{tag}{i:010d}"
+        )
+        return f"http://127.0.0.1:{GATEWAY_PORT}/v1/orders", body, headers
+
+    return order
 
 
 class Tracer:
@@ -267,18 +187,15 @@ async def soak(
         gateway_cmd = [PYTHON, "bench/traced.py", str(traces), str(trace_frames), "--", *gateway_args]
     else:
         gateway_cmd = [PYTHON, "-m", "gateway", *gateway_args]
-    procs = {
-        "simulators": spawn(
-            [PYTHON, "-m", "gateway.simulator.serve", "-c", str(simulators_yaml)], tmp / "simulators.log"
-        ),
-        "gateway": spawn(gateway_cmd, tmp / "gateway.log"),
-    }
+    procs = Processes(tmp)
+    procs.start("simulators", [PYTHON, "-m", "gateway.simulator.serve", "-c", str(simulators_yaml)])
+    procs.start("gateway", gateway_cmd)
     try:
         for port in ports:
-            await wait_port(port, procs["simulators"])
-        await wait_port(GATEWAY_PORT, procs["gateway"])
-        await wait_port(ADMIN_PORT, procs["gateway"])
-        gw_pid, sim_pid = procs["gateway"].pid, procs["simulators"].pid
+            await procs.wait_port("simulators", port)
+        await procs.wait_port("gateway", GATEWAY_PORT)
+        await procs.wait_port("gateway", ADMIN_PORT)
+        gw_pid, sim_pid = procs.pid("gateway"), procs.pid("simulators")
         tracer = Tracer(gw_pid, traces) if trace_frames else None
         print(
             f"soak: {minutes:g} min at {rate:g} orders/s, {base.name}, store={store}, warm-up {warmup:.0f} s,"
@@ -290,7 +207,7 @@ async def soak(
         )
         connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
         async with aiohttp.ClientSession(connector=connector) as session:
-            load = Load(session, products, rate)
+            load = OpenLoop(session, signed_orders(products), rate, max_in_flight=MAX_IN_FLIGHT)
             samples: list[Sample] = []
             marks: dict[str, int] = {}
 
@@ -298,7 +215,7 @@ async def soak(
                 taken = Sample(
                     seconds=time.monotonic() - started,
                     sent=load.sent,
-                    final=await final_orders(session),
+                    final=await final_orders(session, [ADMIN_PORT]),
                     gateway_kib=rss_kib(gw_pid),
                     simulators_kib=rss_kib(sim_pid),
                     gateway_cpu=cpu_seconds(gw_pid),
@@ -327,7 +244,7 @@ async def soak(
             async def settle() -> None:
                 await load.drain(SETTLE_SECONDS)
                 deadline = time.monotonic() + SETTLE_SECONDS
-                while await final_orders(session) < load.sent and time.monotonic() < deadline:
+                while await final_orders(session, [ADMIN_PORT]) < load.sent and time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
 
             started = time.monotonic()
@@ -346,12 +263,9 @@ async def soak(
             await settle()
             if tracer is not None:
                 marks["end"] = await tracer.take()
-            finished = await final_orders(session)
-            waiting = {
-                labels: count
-                for labels, count in (await series(session, "gateway_orders_processing")).items()
-                if count
-            }
+            finished = await final_orders(session, [ADMIN_PORT])
+            processing = await metric_series(session, ADMIN_PORT, "gateway_orders_processing")
+            waiting = {labels: count for labels, count in processing.items() if count}
 
         _summary(samples, marks.get("warm_sample", 0), load, finished, seconds, rate)
         if waiting:
@@ -359,21 +273,11 @@ async def soak(
         if tracer is not None and "warm" in marks:
             tracer.report(marks["warm"], marks["end"])
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for name, proc in procs.items():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.returncode not in (0, -signal.SIGTERM):
-                tail = (tmp / f"{name}.log").read_bytes()[-2000:].decode(errors="replace")
-                print(f"{name} exited {proc.returncode}: {tail}")
+        procs.stop(within=15)
 
 
 def _summary(
-    samples: list[Sample], warm_index: int, load: Load, finished: int, seconds: float, rate: float
+    samples: list[Sample], warm_index: int, load: OpenLoop, finished: int, seconds: float, rate: float
 ) -> None:
     last = samples[-1]
     first = samples[0]
