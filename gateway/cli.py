@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.auth import request_signature
+from gateway.collector import settle_after_start
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.model import GatewayConfig
 from gateway.eventloop import ENVIRONMENT_VARIABLE, EventLoop, chosen_loop, loop_factory
@@ -72,6 +73,7 @@ async def serve(config: GatewayConfig, config_path: Path) -> None:
         await runner.setup()
         host, port = _split_listen(config.server.listen)
         await web.TCPSite(runner, host, port).start()
+        settle_after_start()
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
         log.info(
             "gateway_listening",
