@@ -302,7 +302,8 @@ def new_session(limit: int) -> aiohttp.ClientSession:
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
+        # Our User-Agent instead of aiohttp's (which it adds only when none is given). Not through
+        # skip_auto_headers: that builds a header dict per request.
         headers={"User-Agent": "supplier-gateway/0.1"},
         middlewares=(_no_resend,),
         trace_configs=[trace],

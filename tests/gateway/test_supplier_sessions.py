@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
 from gateway.clock import ManualClock
 from gateway.config.loader import parse_config
 from gateway.metrics import Metrics
 from gateway.ratelimit import MemoryRateState
 from gateway.suppliers import Supplier, build_suppliers
-from gateway.upstream import SupplierSessions
+from gateway.upstream import SupplierSessions, new_session
 
 CONFIG = """
 suppliers:
@@ -72,3 +75,18 @@ async def test_a_reload_that_changes_the_cap_gets_a_new_pool_and_retires_the_old
     finally:
         await sessions.close()
     assert new.closed
+
+
+async def test_suppliers_see_the_gateways_user_agent_not_aiohttps() -> None:
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(text=request.headers.get("User-Agent", ""))
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    async with TestServer(app) as server:
+        session = new_session(2)
+        try:
+            async with session.get(server.make_url("/")) as response:
+                assert await response.text() == "supplier-gateway/0.1"
+        finally:
+            await session.close()
