@@ -120,7 +120,10 @@ ORDER_SETTINGS: Final = {"max_attempts": 2, "reconcile_after": "2s", "not_found_
 ADVANCE_SECONDS: Final = 6.0
 NOTIFY: Final = {"timeout": "1s", "backoff": {"initial": "200ms", "max": "1s"}}
 ROOMY: Final = {"rate_limit": {"rate": 1000, "per": "1s", "burst": 200, "max_wait": "250ms"}}
-SETTLE_ROUNDS: Final = 12
+# Rounds move the test's clock but take only about 0.1 s of real time each, while the simulators'
+# request caps count real seconds: a confirming query throttled round after round can route an order
+# on only in a late round, and its new attempt needs rounds of its own. The loop stops once settled.
+SETTLE_ROUNDS: Final = 40
 
 
 async def _quiet(d: Deployment, within: float = 10.0) -> None:
