@@ -71,19 +71,24 @@ class SupplierSessions:
 
     def __init__(self, retire_grace_seconds: float = RETIRE_GRACE_SECONDS) -> None:
         self._grace = retire_grace_seconds
-        self._sessions: dict[str, tuple[int, aiohttp.ClientSession]] = {}
+        # supplier -> (its pool's cap, the session, the longest timeout a request on it was given)
+        self._sessions: dict[str, tuple[int, aiohttp.ClientSession, float]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._retired: set[aiohttp.ClientSession] = set()
 
     def of(self, supplier: Supplier) -> aiohttp.ClientSession:
-        limit = supplier.config.max_concurrency
+        limit, timeout = supplier.config.max_concurrency, supplier.config.timeout
         held = self._sessions.get(supplier.name)
         if held is not None and held[0] == limit:
+            if timeout > held[2]:  # a reload lengthened it: the session's requests may now last longer
+                self._sessions[supplier.name] = (limit, held[1], timeout)
             return held[1]
         if held is not None:
-            self._retire(held[1], after=supplier.config.timeout + self._grace)
+            # Closed only once the longest request that may still be on it has had its whole timeout:
+            # closing under a request would cut it off after sending.
+            self._retire(held[1], after=max(held[2], timeout) + self._grace)
         session = new_session(limit)
-        self._sessions[supplier.name] = (limit, session)
+        self._sessions[supplier.name] = (limit, session, timeout)
         return session
 
     def _retire(self, session: aiohttp.ClientSession, after: float) -> None:
@@ -100,7 +105,7 @@ class SupplierSessions:
     async def close(self) -> None:
         for task in list(self._closing):
             task.cancel()
-        sessions = [session for _, session in self._sessions.values()] + list(self._retired)
+        sessions = [session for _, session, _ in self._sessions.values()] + list(self._retired)
         self._sessions.clear()
         self._retired.clear()
         for session in sessions:

@@ -22,7 +22,7 @@ suppliers:
     base_url: "http://127.0.0.1:1"
     credentials: {{app_key: k, app_secret: s}}
     max_concurrency: {wide}
-    timeout: 100ms
+    timeout: {timeout}
   narrow:
     protocol: fulu
     base_url: "http://127.0.0.1:1"
@@ -31,9 +31,9 @@ suppliers:
 """
 
 
-def suppliers(wide: int) -> dict[str, Supplier]:
+def suppliers(wide: int, timeout: str = "100ms") -> dict[str, Supplier]:
     return build_suppliers(
-        parse_config(CONFIG.format(wide=wide), {}),
+        parse_config(CONFIG.format(wide=wide, timeout=timeout), {}),
         Metrics(),
         clock=ManualClock(),
         rng=random.Random(1),
@@ -75,6 +75,22 @@ async def test_a_reload_that_changes_the_cap_gets_a_new_pool_and_retires_the_old
     finally:
         await sessions.close()
     assert new.closed
+
+
+async def test_a_retired_pool_outlives_the_longest_timeout_its_requests_were_given() -> None:
+    sessions = SupplierSessions(retire_grace_seconds=0.0)
+    try:
+        old = sessions.of(suppliers(wide=500, timeout="1500ms")["wide"])
+        sessions.of(suppliers(wide=20, timeout="50ms")["wide"])  # shorter: not what old requests had
+        await asyncio.sleep(0.5)
+        assert not old.closed  # a request sent just before the reload may run 1.5 s
+        for _ in range(100):
+            if old.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert old.closed
+    finally:
+        await sessions.close()
 
 
 async def test_suppliers_see_the_gateways_user_agent_not_aiohttps() -> None:
