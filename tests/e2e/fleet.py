@@ -260,27 +260,17 @@ class Rejected(Exception):
 
 
 async def place_until_answered(
-    shop: Shop, order: Mapping[str, Any], *, within: float, pause: float = 0.05
+    shop: Shop, order: Mapping[str, Any], *, within: float, pause: float = 0.05, max_pause: float = 0.5
 ) -> tuple[int, dict[str, Any]]:
     """POST `order` until the gateway answers 201 or 200, through restarts: always the same body.
 
     A socket error may hide an order the dead gateway had already stored, so only the same
     `order_id` with the same body is ever sent again; the gateway's idempotency settles which.
+    The pause grows after each refusal, as a shop's should: two dozen shops retrying a 503 every
+    50 ms would themselves load a busy machine that is already timing suppliers out.
     """
-    body = orjson.dumps(order)
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            status, answer, _ = await shop.post_raw(body)
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-            status, answer = 0, None
-        if status in (200, 201):
-            return status, answer
-        if status not in (0, 503):
-            raise Rejected(f"{order['order_id']}: HTTP {status} {answer}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{order['order_id']}: not accepted within {within}s (last: {status})")
-        await asyncio.sleep(pause)
+    status, answer, _ = await place_on_any([shop], order, within=within, pause=pause, max_pause=max_pause)
+    return status, answer
 
 
 async def place_on_any(
