@@ -26,6 +26,7 @@ from redis.typing import EncodableT
 
 from gateway.order import Order, OrderStatus, Reason, from_document, order_uid_of, to_document
 from gateway.store import redis_keys as keys
+from gateway.store.addresses import OrderAddresses
 from gateway.store.blocks import AccountBlock, block_document, block_from, listed
 from gateway.store.interface import RECORDED, PendingNonce, StaleOrder, StoreError
 from gateway.store.redis_endpoint import Client, RedisEndpoint
@@ -88,7 +89,17 @@ class RedisStore:
     carries a random token of its own. Needs Redis 7.0 or later (`SET NX GET`, `ZRANGE BYLEX REV`).
     """
 
-    __slots__ = ("_accounts", "_blocks", "_client", "_closed", "_endpoint", "_nonces", "_orders", "_permits")
+    __slots__ = (
+        "_accounts",
+        "_addresses",
+        "_blocks",
+        "_client",
+        "_closed",
+        "_endpoint",
+        "_nonces",
+        "_orders",
+        "_permits",
+    )
 
     def __init__(self, client: Client, endpoint: RedisEndpoint) -> None:
         """Wrap a client that `open` has made; `open` loads the scripts and checks Redis answers."""
@@ -104,6 +115,7 @@ class RedisStore:
         self._nonces = client.register_script(NONCES_SCRIPT)
         self._accounts = client.register_script(ACCOUNTS_SCRIPT)
         self._blocks = client.register_script(BLOCKS_SCRIPT)
+        self._addresses = OrderAddresses()
 
     @classmethod
     async def open(cls, url: str, *, loading_wait: float = LOADING_WAIT_SECONDS) -> RedisStore:
@@ -167,13 +179,15 @@ class RedisStore:
                 reply = await self._orders(keys=[at.order, at.index, at.uid], args=args)
         match reply[0]:
             case 1:
-                return order, True
+                stored, created = order, True
             case 2:
-                return _order(reply[1]), True
+                stored, created = _order(reply[1]), True
             case 0:
-                return _order(reply[1]), False
+                stored, created = _order(reply[1]), False
             case _:
                 raise StoreError(f"order uid {order.uid} already belongs to another order")
+        self._addresses.confirm(stored.uid, at.order)
+        return stored, created
 
     async def save_order(self, order: Order) -> Order:
         saved = replace(order, version=order.version + 1)
@@ -195,13 +209,24 @@ class RedisStore:
         return None if document is None else _order(document)
 
     async def get_order_by_uid(self, uid: str) -> Order | None:
+        """One round trip when this instance has seen the order's key before, two otherwise."""
+        expected = uid.encode()
         async with self._boundary("read order") as client:
-            order_key = await client.get(keys.uid_key(uid))
-            if order_key is None:
+            order_key = self._addresses.get(uid)
+            if order_key is not None:
+                held_uid, document = await client.hmget(order_key, ["u", "d"])
+                if document is not None and held_uid == expected:
+                    return _order(document)
+                self._addresses.forget(uid)  # not there any more: the uid index has the last word
+            indexed = await client.get(keys.uid_key(uid))
+            if indexed is None:
                 return None
-            held_uid, document = await client.hmget(order_key, ["u", "d"])
+            held_uid, document = await client.hmget(indexed, ["u", "d"])
         # An index entry left by an interrupted or duplicate create names an order with another uid.
-        return _order(document) if document is not None and held_uid == uid.encode() else None
+        if document is None or held_uid != expected:
+            return None
+        self._addresses.confirm(uid, indexed.encode() if isinstance(indexed, str) else indexed)
+        return _order(document)
 
     async def get_order_by_upstream_id(self, upstream_order_id: str) -> Order | None:
         order = await self.get_order_by_uid(order_uid_of(upstream_order_id))

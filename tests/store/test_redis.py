@@ -324,6 +324,48 @@ async def test_an_uid_index_entry_naming_another_order_reads_as_absent(store: Re
     assert await store.get_order_by_upstream_id("GW901") is None
 
 
+async def _calls(store: RedisStore, command: str) -> int:
+    stats = await store.client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+@pytest.mark.redis
+async def test_a_lookup_by_uid_skips_the_uid_index_once_the_key_is_known(redis_server: RedisServer) -> None:
+    creator = await RedisStore.open(redis_server.url)
+    reader = await RedisStore.open(redis_server.url)
+    try:
+        order, _ = await creator.create_order(an_order("GW1", order_id="o-1"))
+        gets = await _calls(creator, "get")
+        assert await creator.get_order_by_uid("GW1") == order  # it created it: the key is known
+        assert await _calls(creator, "get") == gets
+
+        assert await reader.get_order_by_uid("GW1") == order  # another instance asks the index once
+        assert await reader.get_order_by_uid("GW1") == order
+        assert await _calls(reader, "get") == gets + 1
+
+        # The order itself is still read every time: a save by another instance shows at once.
+        saved = await creator.save_order(replace(order, status=OrderStatus.SUCCEEDED, reason=None))
+        assert await reader.get_order_by_uid("GW1") == saved
+    finally:
+        await creator.close()
+        await reader.close()
+
+
+@pytest.mark.redis
+async def test_a_known_key_whose_order_is_gone_or_replaced_reads_as_absent(store: RedisStore) -> None:
+    await store.create_order(an_order("GW1", order_id="o-1"))
+    assert await store.get_order_by_uid("GW1") is not None
+    await store.client.delete(keys.order_key("shop-a", "o-1"))
+    assert await store.get_order_by_uid("GW1") is None
+
+    # The same (shop, order_id) created again under a new uid: the old uid names nothing.
+    await store.create_order(an_order("GW2", order_id="o-1"))
+    assert await store.get_order_by_uid("GW1") is None
+    found = await store.get_order_by_uid("GW2")
+    assert found is not None
+    assert found.uid == "GW2"
+
+
 @pytest.mark.redis
 async def test_a_duplicate_create_on_a_cluster_leaves_no_uid_entry(cluster_store: RedisStore) -> None:
     await cluster_store.create_order(an_order("GW1", order_id="o-1"))
