@@ -109,10 +109,17 @@ def apply_reply(
     now: float,
     not_found_grace_seconds: float,
     duration_ms: int | None = None,
+    supplier: str | None = None,
 ) -> Transition:
-    """Apply one supplier report (submit reply, query answer or callback) about one attempt."""
+    """Apply one supplier report (submit reply, query answer or callback) about one attempt.
+
+    `supplier`: who sent the report (a callback's or query's); an attempt sent to another supplier
+    is unknown to it, as if the id were unknown (`UnknownAttempt`).
+    """
     index = _attempt_index(order, reply.upstream_order_id)
     attempt = order.attempts[index]
+    if supplier is not None and attempt.supplier != supplier:
+        raise UnknownAttempt(reply.upstream_order_id)
     outcome = _effective_outcome(attempt, reply, source, now, not_found_grace_seconds)
 
     if attempt.outcome in FINAL_OUTCOMES:

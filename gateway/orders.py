@@ -86,6 +86,9 @@ class FinalWaits(Protocol):
 ConfirmListener = Callable[[str, str], None]
 """Called with (supplier, upstream order id) when a callback's claim of failure needs a query."""
 
+Admitted = tuple[OfferConfig, Permit, Order]
+"""An offer let through, with the order as saved with that offer's attempt last."""
+
 
 class OrderService:
     def __init__(
@@ -185,7 +188,7 @@ class OrderService:
             return stored, False
         self._metrics.processing[Reason.AWAITING_SUPPLIER] += 1
         self._changes.created(stored)
-        self._spawn_route(uid, product, (offer, permit))
+        self._spawn_route(uid, product, (offer, permit, stored))
         return stored, True
 
     def retry_after(self, offers: Sequence[OfferConfig]) -> int:
@@ -256,7 +259,7 @@ class OrderService:
         self,
         uid: str,
         product: ProductConfig,
-        admitted: tuple[OfferConfig, Permit] | None = None,
+        admitted: Admitted | None = None,
         *,
         only: bool = False,
     ) -> None:
@@ -267,13 +270,13 @@ class OrderService:
         self,
         uid: str,
         product: ProductConfig,
-        admitted: tuple[OfferConfig, Permit] | None = None,
+        admitted: Admitted | None = None,
         *,
         only: bool = False,
     ) -> None:
         """Try offers until one accepts, ends the order, or leaves the outcome unknown (then wait).
 
-        `admitted` is an offer whose attempt is already saved as the order's last: send it first.
+        `admitted` is an offer with the order as saved with its attempt last: send that attempt first.
         `only`: that offer is the only one to try (an operator chose it); no other follows it.
         """
         try:
@@ -282,7 +285,7 @@ class OrderService:
             self._routing.discard(uid)
 
     async def _route_offers(
-        self, uid: str, product: ProductConfig, admitted: tuple[OfferConfig, Permit] | None, *, only: bool
+        self, uid: str, product: ProductConfig, admitted: Admitted | None, *, only: bool
     ) -> None:
         while True:
             if admitted is None:
@@ -291,12 +294,9 @@ class OrderService:
                     return
                 offer, permit, order = begun
             else:
-                offer, permit = admitted
-                placed = await self._changes.current(uid)
-                if placed is None or not placed.attempts:
-                    await self._suppliers[offer.supplier].abandon(permit)
-                    return
-                order = placed
+                # The order as the write that began the attempt saved it: the submit needs only its
+                # request and that attempt's id, neither of which any later change can alter.
+                offer, permit, order = admitted
             supplier = self._suppliers[offer.supplier]
             upstream_id = order.attempts[-1].upstream_order_id
             reply, duration_ms = await self._submit(supplier, permit, order, product, offer, upstream_id)
@@ -307,9 +307,7 @@ class OrderService:
                 return
             admitted = None
 
-    async def _next_offer(
-        self, uid: str, product: ProductConfig, *, only: bool = False
-    ) -> tuple[OfferConfig, Permit, Order] | None:
+    async def _next_offer(self, uid: str, product: ProductConfig, *, only: bool = False) -> Admitted | None:
         """Admit the next offer and record its attempt durably; None when there is nothing to send.
 
         `only`: no further offer may be tried (the last was an operator's choice): the order ends
@@ -411,9 +409,14 @@ class OrderService:
     # -- applying reports ------------------------------------------------------------------
 
     async def apply(
-        self, reply: SupplierReply, *, source: Source, duration_ms: int | None = None
+        self,
+        reply: SupplierReply,
+        *,
+        source: Source,
+        duration_ms: int | None = None,
+        supplier: str | None = None,
     ) -> Transition | None:
-        """Apply one report about one attempt; None if no order has that upstream id."""
+        """Apply one report about one attempt; None if no order has that upstream id (sent to `supplier`)."""
         uid = order_uid_of(reply.upstream_order_id)
         grace = self._config.not_found_grace
         try:
@@ -426,19 +429,19 @@ class OrderService:
                     now=self._clock.now(),
                     not_found_grace_seconds=grace,
                     duration_ms=duration_ms,
+                    supplier=supplier,
                 ),
             )
         except UnknownAttempt:
             return None
 
     async def report(self, supplier: str, reply: SupplierReply, *, source: Source) -> str:
-        """A callback's or query's report: applied to the attempt it names, if that went to `supplier`."""
-        order = await self._current(order_uid_of(reply.upstream_order_id))
-        if order is None or not any(
-            a.upstream_order_id == reply.upstream_order_id and a.supplier == supplier for a in order.attempts
-        ):
-            return ReportResult.UNKNOWN_ORDER
-        transition = await self.apply(reply, source=source)
+        """A callback's or query's report: applied to the attempt it names, if that went to `supplier`.
+
+        Whom the attempt went to is checked inside the transition, on the order it changes: no read
+        of its own beforehand (on a shared store, one round trip less per report).
+        """
+        transition = await self.apply(reply, source=source, supplier=supplier)
         if transition is None:
             return ReportResult.UNKNOWN_ORDER
         match transition.next:
@@ -603,7 +606,7 @@ class OrderService:
             supplier=offer.supplier,
             attempt=seen + 1,
         )
-        self._spawn_route(order.uid, product, (offer, permit), only=supplier is not None)
+        self._spawn_route(order.uid, product, (offer, permit, transition.order), only=supplier is not None)
         return transition.order
 
     @staticmethod

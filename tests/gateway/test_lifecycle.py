@@ -13,6 +13,7 @@ from gateway.lifecycle import (
     UNKNOWN_MESSAGE,
     Next,
     Source,
+    Transition,
     UnknownAttempt,
     apply_reply,
     certainly_uncharged,
@@ -325,6 +326,25 @@ def test_failure_then_not_executed_is_no_conflict() -> None:
 def test_report_for_an_attempt_the_order_never_made() -> None:
     with pytest.raises(UnknownAttempt):
         apply(attempted(fresh()), reply(Verdict.SUCCEEDED, number=2))
+
+
+def test_a_report_from_a_supplier_the_attempt_never_went_to_is_unknown() -> None:
+    order = attempted(fresh(), supplier="fulu")
+    callback = reply(Verdict.SUCCEEDED)
+
+    def report(supplier: str | None) -> Transition:
+        return apply_reply(
+            order,
+            callback,
+            source=Source.CALLBACK,
+            now=NOW + 1,
+            not_found_grace_seconds=60,
+            supplier=supplier,
+        )
+
+    with pytest.raises(UnknownAttempt):
+        report("juhe")
+    assert report("fulu") == report(None)
 
 
 def test_exhaust_reason_depends_on_what_suppliers_said() -> None:
