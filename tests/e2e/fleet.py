@@ -114,6 +114,10 @@ class GatewayProcess:
     def running(self) -> bool:
         return self._process is not None
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def spawn(self) -> None:
         assert self._process is None, "one gateway process at a time"
         self.started += 1
@@ -126,8 +130,12 @@ class GatewayProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    async def ready(self, within: float = 20.0) -> None:
-        """Until the shop listener accepts connections; it binds only after start-up recovery ran."""
+    async def ready(self, within: float = 60.0) -> None:
+        """Until the shop listener accepts connections; it binds only after start-up recovery ran.
+
+        `within` guards against a hang: a start takes about a second, far longer on a loaded machine.
+        A process that does not listen in time is killed, so that it does not outlive the test.
+        """
         process = self._process
         assert process is not None
         deadline = time.monotonic() + within
@@ -138,6 +146,7 @@ class GatewayProcess:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
                 if time.monotonic() > deadline:
+                    self.kill()
                     raise TimeoutError(
                         f"gateway not listening after {within}s:\n{self.output_tail()}"
                     ) from None

@@ -243,10 +243,17 @@ async def _launch(
         config.write_text(admin_listening_on(text, admin_port))
         processes.append(GatewayProcess(config, port, folder))
         admin_urls.append(f"http://127.0.0.1:{admin_port}")
-    for process in processes:
-        process.spawn()
-    for process in processes:
-        await process.ready()
+    try:
+        for process in processes:
+            process.spawn()
+        for process in processes:
+            await process.ready()
+    except BaseException:
+        # No fleet reaches the caller to clean up: without this, the ones that did start outlive the test.
+        for process in processes:
+            if process.running:
+                process.kill()
+        raise
     shops = [Shop(session, f"http://127.0.0.1:{port}") for port in ports]
     return Fleet(processes, shops, admin_urls)
 
