@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from gateway.clock import ManualClock
@@ -58,6 +58,15 @@ async def test_each_supplier_has_a_pool_the_size_of_its_max_concurrency() -> Non
     assert narrow.closed
 
 
+async def _closed_within(session: ClientSession, *, polls: int) -> bool:
+    """Whether `session` is closed within `polls` looks, 50 ms apart."""
+    for _ in range(polls):
+        if session.closed:
+            return True
+        await asyncio.sleep(0.05)
+    return session.closed
+
+
 async def test_a_reload_that_changes_the_cap_gets_a_new_pool_and_retires_the_old_one() -> None:
     sessions = SupplierSessions(retire_grace_seconds=0.0)
     try:
@@ -67,11 +76,7 @@ async def test_a_reload_that_changes_the_cap_gets_a_new_pool_and_retires_the_old
         assert new.connector is not None
         assert new.connector.limit == 20
         assert not old.closed  # requests under way on it finish first
-        for _ in range(200):  # closed once the supplier's timeout (and the grace) has passed
-            if old.closed:
-                break
-            await asyncio.sleep(0.05)
-        assert old.closed
+        assert await _closed_within(old, polls=200)  # once the supplier's timeout (and the grace) passed
     finally:
         await sessions.close()
     assert new.closed
@@ -84,11 +89,7 @@ async def test_a_retired_pool_outlives_the_longest_timeout_its_requests_were_giv
         sessions.of(suppliers(wide=20, timeout="50ms")["wide"])  # shorter: not what old requests had
         await asyncio.sleep(0.5)
         assert not old.closed  # a request sent just before the reload may run 1.5 s
-        for _ in range(100):
-            if old.closed:
-                break
-            await asyncio.sleep(0.05)
-        assert old.closed
+        assert await _closed_within(old, polls=100)
     finally:
         await sessions.close()
 
